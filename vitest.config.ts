@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 20_000,
+    hookTimeout: 30_000,
+    // Real servers and databases: keep files in separate processes, two at a time (2 cores).
+    pool: 'forks',
+    maxWorkers: 2,
+  },
+});
