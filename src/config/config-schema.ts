@@ -1,0 +1,88 @@
+import { z } from 'zod';
+
+/**
+ * The configuration file's schema (DESIGN §3). Every object is strict: an unknown key is a mistake the
+ * operator should hear about, not something to ignore.
+ */
+
+const url = z.url({ protocol: /^https?$/ });
+const positiveInt = z.number().int().positive();
+
+export const backendSchema = z.strictObject({
+  baseUrl: url,
+  model: z.string().min(1),
+  concurrency: positiveInt.default(1),
+  /** Whole non-streaming call, and the default time to first byte. */
+  timeoutMs: positiveInt.default(120_000),
+  /** Wall clock for one stream. */
+  streamDeadlineMs: positiveInt.default(300_000),
+  statusUrl: url.nullable().default(null),
+  healthIntervalMs: positiveInt.default(30_000),
+  tools: z.boolean().default(false),
+  /** Extensions beyond DESIGN §3 (optional): finer deadlines and an API key for the server. */
+  connectTimeoutMs: positiveInt.default(5_000),
+  idleTimeoutMs: positiveInt.default(60_000),
+  /** How long background work may wait before it is served ahead of newer foreground work. */
+  backgroundMaxWaitMs: positiveInt.default(10_000),
+  apiKey: z.string().min(1).nullable().default(null),
+});
+
+/** Calendar and email settings arrive with their tools; for now only the URL (checked against egress) is fixed. */
+const toolEndpoint = z.looseObject({ url });
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65_535).default(8787),
+    })
+    .prefault({}),
+  auth: z.strictObject({ tokens: z.array(z.string().min(8)).default([]) }).prefault({}),
+  database: z
+    .strictObject({
+      url: z.string().min(1).nullable().default(null),
+      dataDir: z.string().min(1).default('./data'),
+    })
+    .prefault({}),
+  backends: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/), backendSchema).default({
+    local: backendSchema.parse({ baseUrl: 'http://127.0.0.1:11434/v1', model: 'llama3.2' }),
+  }),
+  roles: z
+    .strictObject({ classifier: z.string().min(1), reasoner: z.string().min(1) })
+    .default({ classifier: 'local', reasoner: 'local' }),
+  modes: z.record(z.string().regex(/^[a-z0-9_-]{1,32}$/), z.string().min(1)).default({ daily: 'local' }),
+  fallback: z.strictObject({ reasonerToClassifier: z.boolean().default(true) }).prefault({}),
+  limits: z
+    .strictObject({
+      messageChars: positiveInt.default(8_000),
+      turns: positiveInt.default(40),
+      totalChars: positiveInt.default(32_000),
+      maxActiveJobs: positiveInt.default(64),
+    })
+    .prefault({}),
+  egress: z
+    .strictObject({ allowHosts: z.array(z.string().min(1)).default(['127.0.0.1', 'localhost', '::1']) })
+    .prefault({}),
+  tools: z
+    .strictObject({
+      calendar: toolEndpoint.nullable().default(null),
+      email: toolEndpoint.nullable().default(null),
+      documents: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
+    })
+    .prefault({}),
+  synology: z
+    .strictObject({
+      token: z.string().min(1),
+      incomingUrl: url,
+      mode: z.enum(['incoming', 'chatbot']).default('incoming'),
+    })
+    .nullable()
+    .default(null),
+  persona: z
+    .strictObject({ name: z.string().min(1).default('이드'), locale: z.string().min(2).default('ko') })
+    .prefault({}),
+});
+
+/** The validated, defaulted configuration. Frozen once loaded. */
+export type Config = z.infer<typeof configSchema>;
+export type BackendConfig = z.infer<typeof backendSchema>;

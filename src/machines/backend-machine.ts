@@ -1,0 +1,307 @@
+import { assign, emit, enqueueActions, fromCallback, fromPromise, not, setup, type AnyActorRef } from 'xstate';
+import type { BackendStatusReport } from '../actors/inference/types.js';
+import type { InferCancelEvent, InferRequestEvent, BackendReply } from './backend-protocol.js';
+import { inferenceRunMachine, type RunReleasedEvent } from './inference-run-machine.js';
+import { INITIAL_MEASURES, updateBaseline, wantsInferencePing, type HealthMeasures } from './load-estimate.js';
+import { EMPTY_QUEUE, enqueueRequest, queuePositions, removeRequest, takeNext, type RequestQueue } from './request-queue.js';
+
+/** Static settings of one backend actor. */
+export interface BackendMachineInput {
+  name: string;
+  concurrency: number;
+  maxBackgroundWaitMs: number;
+  healthIntervalMs: number;
+}
+
+/** A request a slot is serving (running or draining). */
+export interface RunningRequest {
+  requestId: string;
+  replyTo: AnyActorRef;
+  priority: InferRequestEvent['priority'];
+}
+
+export interface BackendContext extends BackendMachineInput {
+  queue: RequestQueue;
+  running: ReadonlyMap<string, RunningRequest>;
+  measures: HealthMeasures;
+  /** Last time a stream of this backend made progress (epoch ms): proof of life between probes. */
+  lastActivityAt: number;
+  /** Sanitized reason of the last failed probe. */
+  lastProbeError: string | null;
+}
+
+/** What the `probeBackend` actor measures. */
+export interface ProbeOutput {
+  healthMs: number;
+  statusReport: BackendStatusReport | null;
+}
+
+/** Input of the `probeBackend` actor. */
+export interface ProbeInput {
+  name: string;
+}
+
+/** Input of the `inferencePing` actor: it is a requester of its own backend, at background priority. */
+export interface PingInput {
+  backend: AnyActorRef;
+}
+
+/** What the ping measured: the latency of a one-token completion, or null when it failed. */
+export type PingEvent = { type: 'ping.measured'; latencyMs: number } | { type: 'ping.failed' };
+
+/** Messages to the `requesterWatcher` actor. */
+export type WatcherCommand = { type: 'watch'; requestId: string; ref: AnyActorRef } | { type: 'unwatch'; requestId: string };
+
+/** Emitted to subscribers (`actor.on(...)`) when the backend's liveness changes. */
+export type BackendEmitted =
+  | { type: 'backend.up'; name: string; healthMs: number }
+  | { type: 'backend.down'; name: string; reason: string };
+
+export type BackendEvent =
+  | InferRequestEvent
+  | InferCancelEvent
+  | RunReleasedEvent
+  | PingEvent
+  | { type: 'backend.activity' };
+
+const runId = (requestId: string): string => `run:${requestId}`;
+
+/**
+ * One inference backend as an actor, in two parallel regions.
+ *
+ * `mailbox` serializes inference: requests wait in an explicit queue (foreground before background, with
+ * aging) and each one served gets a `inferenceRun` child in one of `concurrency` slots. Its states say how
+ * full the slots are: `idle`, `serving` (a slot free), `saturated` (every slot taken, running or draining).
+ *
+ * `health` probes the server every `healthInterval`: `unknown` until the first answer, then `up` or
+ * `down`; while `up` it may ping the model itself (`pinging`) when the hybrid load rule asks for it.
+ * Changes of liveness are emitted as `backend.up` / `backend.down`.
+ */
+export const backendMachine = setup({
+  types: {
+    input: {} as BackendMachineInput,
+    context: {} as BackendContext,
+    events: {} as BackendEvent,
+    emitted: {} as BackendEmitted,
+  },
+  actors: {
+    inferenceRun: inferenceRunMachine,
+    // The three below are supplied by the runtime through `.provide()`.
+    probeBackend: fromPromise<ProbeOutput, ProbeInput>(async () => {
+      throw new Error('probeBackend is not provided');
+    }),
+    inferencePing: fromCallback<BackendReply, PingInput>(() => {
+      throw new Error('inferencePing is not provided');
+    }),
+    requesterWatcher: fromCallback<WatcherCommand>(() => {
+      throw new Error('requesterWatcher is not provided');
+    }),
+  },
+  delays: {
+    healthInterval: ({ context }) => context.healthIntervalMs,
+  },
+  guards: {
+    hasRunning: ({ context }) => context.running.size > 0,
+    allSlotsTaken: ({ context }) => context.running.size >= context.concurrency,
+    /** The hybrid rule wants a ping and it would not stand in front of anyone's work. */
+    pingWanted: ({ context, event }) => {
+      if (!('output' in event)) return false;
+      const output = event.output as ProbeOutput;
+      const measures = { ...context.measures, healthMs: output.healthMs, statusReport: output.statusReport };
+      return wantsInferencePing(measures, Date.now()) && context.running.size === 0 && context.queue.foreground.length === 0;
+    },
+    /** A stream made progress within the last health interval: the server is alive even if a probe failed. */
+    streamInProgress: ({ context }) =>
+      context.running.size > 0 && Date.now() - context.lastActivityAt < context.healthIntervalMs,
+  },
+  actions: {
+    /** Enqueue a request (and watch its requester), then let `dispatch` serve what it can. */
+    acceptRequest: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'infer.request') return;
+      const status = event.replyTo.getSnapshot().status;
+      // A requester that is already gone gets nothing: its request never reaches the server.
+      if (status === 'stopped' || status === 'done' || status === 'error') return;
+      enqueue.assign({ queue: enqueueRequest(context.queue, event, Date.now()) });
+      enqueue.sendTo('watcher', { type: 'watch', requestId: event.requestId, ref: event.replyTo } satisfies WatcherCommand);
+    }),
+    /** A waiting request leaves the queue without reaching the server; a running one is aborted (draining). */
+    cancelRequest: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'infer.cancel') return;
+      const { queue, removed } = removeRequest(context.queue, event.requestId);
+      if (removed) {
+        enqueue.assign({ queue });
+        enqueue.sendTo(removed.event.replyTo, { type: 'infer.cancelled', requestId: event.requestId } satisfies BackendReply);
+        enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
+      } else if (context.running.has(event.requestId)) {
+        enqueue.sendTo(runId(event.requestId), { type: 'cancel' });
+      }
+    }),
+    /** A run has settled (completed, failed, or drained after a cancel): its slot is free again. */
+    releaseSlot: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'run.released') return;
+      const running = new Map(context.running);
+      running.delete(event.requestId);
+      enqueue.assign({ running });
+      enqueue.stopChild(runId(event.requestId));
+      enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
+    }),
+    /** Fill free slots from the queue, then tell every waiting requester whose place changed. */
+    dispatch: enqueueActions(({ context, enqueue }) => {
+      const now = Date.now();
+      const before = queuePositions(context.queue, now, context.maxBackgroundWaitMs);
+      let queue = context.queue;
+      let running: Map<string, RunningRequest> | undefined;
+      while ((running ?? context.running).size < context.concurrency) {
+        const taken = takeNext(queue, now, context.maxBackgroundWaitMs);
+        if (!taken.next) break;
+        queue = taken.queue;
+        const { event } = taken.next;
+        running ??= new Map(context.running);
+        running.set(event.requestId, { requestId: event.requestId, replyTo: event.replyTo, priority: event.priority });
+        enqueue.spawnChild('inferenceRun', {
+          id: runId(event.requestId),
+          input: {
+            requestId: event.requestId,
+            kind: event.kind,
+            request: event.request,
+            replyTo: event.replyTo,
+            enqueuedAt: performance.now() - (now - taken.next.enqueuedAt),
+          },
+        });
+      }
+      if (running) enqueue.assign({ queue, running });
+      const after = queuePositions(queue, now, context.maxBackgroundWaitMs);
+      if (after.size === 0) return;
+      const replyTo = new Map<string, AnyActorRef>();
+      for (const entry of queue.foreground) replyTo.set(entry.event.requestId, entry.event.replyTo);
+      for (const entry of queue.background) replyTo.set(entry.event.requestId, entry.event.replyTo);
+      for (const [requestId, position] of after) {
+        const ref = replyTo.get(requestId);
+        if (ref && before.get(requestId) !== position) {
+          enqueue.sendTo(ref, { type: 'infer.queued', requestId, position } satisfies BackendReply);
+        }
+      }
+    }),
+    noteActivity: assign({ lastActivityAt: () => Date.now() }),
+    recordProbe: assign(({ context, event }) => {
+      const output = (event as unknown as { output: ProbeOutput }).output;
+      const measures: HealthMeasures = {
+        ...context.measures,
+        ...updateBaseline(context.measures, output.healthMs),
+        healthMs: output.healthMs,
+        statusReport: output.statusReport,
+      };
+      return { measures, lastProbeError: null };
+    }),
+    recordProbeFailure: assign({
+      lastProbeError: ({ event }) => {
+        const error = (event as unknown as { error: unknown }).error;
+        const reason = typeof error === 'object' && error !== null && 'reason' in error ? String(error.reason) : 'backend_unavailable';
+        return reason;
+      },
+    }),
+    recordPingAttempt: assign({ measures: ({ context }) => ({ ...context.measures, pingAttemptAt: Date.now() }) }),
+    recordPing: assign({
+      measures: ({ context, event }) =>
+        event.type === 'ping.measured'
+          ? { ...context.measures, inferenceMs: event.latencyMs, inferenceAt: Date.now() }
+          : context.measures,
+    }),
+    emitUp: emit(({ context }) => ({ type: 'backend.up' as const, name: context.name, healthMs: context.measures.healthMs })),
+    emitDown: emit(({ context }) => ({
+      type: 'backend.down' as const,
+      name: context.name,
+      reason: context.lastProbeError ?? 'backend_unavailable',
+    })),
+  },
+}).createMachine({
+  id: 'backend',
+  type: 'parallel',
+  context: ({ input }) => ({
+    ...input,
+    queue: EMPTY_QUEUE,
+    running: new Map(),
+    measures: INITIAL_MEASURES,
+    lastActivityAt: 0,
+    lastProbeError: null,
+  }),
+  invoke: { id: 'watcher', src: 'requesterWatcher' },
+  states: {
+    mailbox: {
+      initial: 'idle',
+      on: {
+        'infer.request': { actions: ['acceptRequest', 'dispatch'] },
+        'infer.cancel': { actions: ['cancelRequest', 'dispatch'] },
+        'run.released': { actions: ['releaseSlot', 'dispatch'] },
+        'backend.activity': { actions: 'noteActivity' },
+      },
+      states: {
+        idle: { always: { guard: 'hasRunning', target: 'serving' } },
+        serving: {
+          always: [
+            { guard: 'allSlotsTaken', target: 'saturated' },
+            { guard: not('hasRunning'), target: 'idle' },
+          ],
+        },
+        saturated: { always: { guard: not('allSlotsTaken'), target: 'serving' } },
+      },
+    },
+    health: {
+      initial: 'unknown',
+      states: {
+        unknown: {
+          invoke: {
+            src: 'probeBackend',
+            input: ({ context }) => ({ name: context.name }),
+            onDone: { target: 'up', actions: 'recordProbe' },
+            onError: { target: 'down', actions: 'recordProbeFailure' },
+          },
+        },
+        up: {
+          entry: 'emitUp',
+          initial: 'waiting',
+          states: {
+            waiting: { after: { healthInterval: 'probing' } },
+            probing: {
+              invoke: {
+                src: 'probeBackend',
+                input: ({ context }) => ({ name: context.name }),
+                onDone: [
+                  { guard: 'pingWanted', target: 'pinging', actions: 'recordProbe' },
+                  { target: 'waiting', actions: 'recordProbe' },
+                ],
+                onError: [
+                  { guard: 'streamInProgress', target: 'waiting' },
+                  { target: '#backend.health.down', actions: 'recordProbeFailure' },
+                ],
+              },
+            },
+            pinging: {
+              entry: 'recordPingAttempt',
+              invoke: { src: 'inferencePing', input: ({ self }) => ({ backend: self }) },
+              on: {
+                'ping.measured': { target: 'waiting', actions: 'recordPing' },
+                'ping.failed': 'waiting',
+              },
+            },
+          },
+        },
+        down: {
+          entry: 'emitDown',
+          initial: 'waiting',
+          states: {
+            waiting: { after: { healthInterval: 'probing' } },
+            probing: {
+              invoke: {
+                src: 'probeBackend',
+                input: ({ context }) => ({ name: context.name }),
+                onDone: { target: '#backend.health.up', actions: 'recordProbe' },
+                onError: { target: 'waiting', actions: 'recordProbeFailure' },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+});

@@ -1,0 +1,104 @@
+import { createActor, type Actor } from 'xstate';
+import type { Logger } from 'pino';
+import { createInferenceActors } from '../actors/inference/create-inference-actors.js';
+import { createOpenAIClient } from '../actors/inference/openai-client.js';
+import type { InferenceClient } from '../actors/inference/types.js';
+import type { BackendConfig } from '../config/config-schema.js';
+import { backendMachine } from '../machines/backend-machine.js';
+import { estimateLoad, type LoadLevel, type LoadSource } from '../machines/load-estimate.js';
+import { queueSize } from '../machines/request-queue.js';
+
+export type BackendActor = Actor<typeof backendMachine>;
+
+/** One backend's entry in `GET /status` (DESIGN §5). */
+export interface BackendStatus {
+  state: 'up' | 'down' | 'unknown';
+  load: LoadLevel;
+  source: LoadSource;
+  queue: { waiting: number; running: number };
+  healthMs: number;
+}
+
+export interface BackendRegistryDeps {
+  log: Logger;
+  /** Builds the client of a backend; tests may wrap the real one. */
+  createClient?: (name: string, config: BackendConfig) => InferenceClient;
+}
+
+/** Reads the liveness, load and queue of a backend actor's current snapshot. */
+export function readBackendStatus(actor: BackendActor, now = Date.now()): BackendStatus {
+  const snapshot = actor.getSnapshot();
+  const health = (snapshot.value as { health: string | Record<string, unknown> }).health;
+  const state = typeof health === 'string' ? 'unknown' : 'up' in health ? 'up' : 'down';
+  const queue = { waiting: queueSize(snapshot.context.queue), running: snapshot.context.running.size };
+  const { load, source } = estimateLoad(snapshot.context.measures, queue, now);
+  return { state, load, source, queue, healthMs: snapshot.context.measures.healthMs };
+}
+
+/**
+ * Every configured backend as a running actor, by name. Each actor gets its own client and its own
+ * child logger; liveness changes are logged once per change.
+ */
+export class BackendRegistry {
+  private readonly actors = new Map<string, BackendActor>();
+
+  constructor(backends: Readonly<Record<string, BackendConfig>>, deps: BackendRegistryDeps) {
+    for (const [name, config] of Object.entries(backends)) {
+      const log = deps.log.child({ backend: name });
+      const client = deps.createClient?.(name, config) ?? createOpenAIClient(clientOptions(config));
+      const machine = backendMachine.provide({
+        actors: createInferenceActors({ client, probeTimeoutMs: Math.min(10_000, config.healthIntervalMs) }),
+      });
+      const actor = createActor(machine, {
+        id: `backend:${name}`,
+        input: {
+          name,
+          concurrency: config.concurrency,
+          maxBackgroundWaitMs: config.backgroundMaxWaitMs,
+          healthIntervalMs: config.healthIntervalMs,
+        },
+      });
+      // An unobserved actor error would be an uncaught exception: log it instead.
+      actor.subscribe({ error: (error) => log.error({ err: error }, 'backend actor failed') });
+      actor.on('backend.up', (event) => log.info({ healthMs: event.healthMs }, 'backend up'));
+      actor.on('backend.down', (event) => log.warn({ reason: event.reason }, 'backend down'));
+      this.actors.set(name, actor);
+    }
+  }
+
+  start(): void {
+    for (const actor of this.actors.values()) actor.start();
+  }
+
+  get(name: string): BackendActor | undefined {
+    return this.actors.get(name);
+  }
+
+  names(): string[] {
+    return [...this.actors.keys()];
+  }
+
+  status(): Record<string, BackendStatus> {
+    const now = Date.now();
+    return Object.fromEntries([...this.actors].map(([name, actor]) => [name, readBackendStatus(actor, now)]));
+  }
+
+  /** Stops every backend actor; running HTTP requests are aborted through their actors' signals. */
+  stop(): void {
+    for (const actor of this.actors.values()) actor.stop();
+  }
+}
+
+function clientOptions(config: BackendConfig) {
+  return {
+    baseUrl: config.baseUrl,
+    model: config.model,
+    statusUrl: config.statusUrl,
+    connectTimeoutMs: config.connectTimeoutMs,
+    firstByteTimeoutMs: config.timeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    timeoutMs: config.timeoutMs,
+    streamDeadlineMs: config.streamDeadlineMs,
+    ...(config.apiKey ? { apiKey: config.apiKey } : {}),
+  };
+}

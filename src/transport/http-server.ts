@@ -1,0 +1,63 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Runtime } from '../runtime/create-runtime.js';
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  runtime: Runtime;
+  log: Logger;
+}
+
+export interface RunningHttpServer {
+  server: Server;
+  /** `http://host:port` as bound (the real port when 0 was asked for). */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Sends a JSON body with the right headers. */
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** The HTTP side of the gateway: health, status, and (as they arrive) the APIs and the web page. */
+export async function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
+  const { runtime, log } = options;
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (req.method === 'GET' && path === '/healthz') return sendJson(res, 200, { ok: true });
+    if (req.method === 'GET' && path === '/status') return sendJson(res, 200, runtime.status());
+    sendJson(res, 404, { error: { type: 'not_found', message: `no route for ${req.method} ${path}` } });
+  };
+  const server = createServer((req, res) => {
+    try {
+      handle(req, res);
+    } catch (error) {
+      log.error({ err: error, path: req.url?.split('?', 1)[0] }, 'request failed');
+      if (!res.headersSent) sendJson(res, 500, { error: { type: 'internal', message: 'internal error' } });
+      else res.destroy();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    server,
+    url: `http://${host}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
