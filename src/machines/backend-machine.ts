@@ -251,6 +251,7 @@ export const backendMachine = setup({
       states: {
         unknown: {
           invoke: {
+            id: 'probe',
             src: 'probeBackend',
             input: ({ context }) => ({ name: context.name }),
             onDone: { target: 'up', actions: 'recordProbe' },
@@ -264,6 +265,7 @@ export const backendMachine = setup({
             waiting: { after: { healthInterval: 'probing' } },
             probing: {
               invoke: {
+                id: 'probe',
                 src: 'probeBackend',
                 input: ({ context }) => ({ name: context.name }),
                 onDone: [
@@ -278,7 +280,7 @@ export const backendMachine = setup({
             },
             pinging: {
               entry: 'recordPingAttempt',
-              invoke: { src: 'inferencePing', input: ({ self }) => ({ backend: self }) },
+              invoke: { id: 'ping', src: 'inferencePing', input: ({ self }) => ({ backend: self }) },
               on: {
                 'ping.measured': { target: 'waiting', actions: 'recordPing' },
                 'ping.failed': 'waiting',
@@ -293,6 +295,7 @@ export const backendMachine = setup({
             waiting: { after: { healthInterval: 'probing' } },
             probing: {
               invoke: {
+                id: 'probe',
                 src: 'probeBackend',
                 input: ({ context }) => ({ name: context.name }),
                 onDone: { target: '#backend.health.up', actions: 'recordProbe' },

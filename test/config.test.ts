@@ -1,0 +1,102 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, hostAllowed, loadConfig, parseConfig } from '../src/config/load-config.js';
+
+function problemsOf(raw: unknown): string[] {
+  try {
+    parseConfig(raw);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe('config', () => {
+  it('defaults to one OpenAI-compatible backend on Ollama’s port and freezes the result', () => {
+    const config = parseConfig({});
+    expect(config.server).toEqual({ host: '127.0.0.1', port: 8787 });
+    expect(config.backends.local?.baseUrl).toBe('http://127.0.0.1:11434/v1');
+    expect(config.backends.local?.concurrency).toBe(1);
+    expect(config.limits).toEqual({ messageChars: 8000, turns: 40, totalChars: 32000, maxActiveJobs: 64 });
+    expect(Object.isFrozen(config.backends)).toBe(true);
+  });
+
+  it('accepts the DESIGN example', () => {
+    const config = parseConfig({
+      server: { host: '127.0.0.1', port: 8787 },
+      auth: { tokens: [] },
+      database: { url: null, dataDir: './data' },
+      backends: {
+        exaone: {
+          baseUrl: 'http://127.0.0.1:8800/v1', model: 'exaone-3.5-7.8b', concurrency: 1, timeoutMs: 120000,
+          streamDeadlineMs: 300000, statusUrl: null, healthIntervalMs: 30000, tools: false,
+        },
+        gemma: { baseUrl: 'http://127.0.0.1:8801/v1', model: 'gemma-4', tools: true },
+      },
+      roles: { classifier: 'exaone', reasoner: 'gemma' },
+      modes: { daily: 'exaone', deep: 'gemma' },
+      fallback: { reasonerToClassifier: true },
+      limits: { messageChars: 8000, turns: 40, totalChars: 32000, maxActiveJobs: 64 },
+      egress: { allowHosts: ['127.0.0.1', 'localhost', '::1'] },
+      tools: { calendar: null, email: null, documents: { enabled: true } },
+      synology: null,
+      persona: { name: '이드', locale: 'ko' },
+    });
+    expect(config.backends.gemma?.concurrency).toBe(1);
+    expect(config.modes).toEqual({ daily: 'exaone', deep: 'gemma' });
+  });
+
+  it('reports one readable line per problem: unknown keys, missing role and mode backends, egress, auth', () => {
+    expect(problemsOf({ server: { host: '127.0.0.1', bogus: 1 } })).toEqual([
+      'server.bogus: unknown key, expected one of the documented keys',
+    ]);
+    const problems = problemsOf({
+      server: { host: '0.0.0.0' },
+      backends: { a: { baseUrl: 'http://models.example.com/v1', model: 'm', statusUrl: 'http://127.0.0.1:9/status' } },
+      roles: { classifier: 'a', reasoner: 'missing' },
+      modes: { daily: 'nope' },
+      synology: { token: 't', incomingUrl: 'https://chat.example.org/webapi' },
+    });
+    expect(problems).toEqual([
+      'roles.reasoner: "missing" is not a backend, expected one of the configured backends (a)',
+      'modes.daily: "nope" is not a backend, expected one of the configured backends (a)',
+      'backends.a.baseUrl: host "models.example.com" is not in egress.allowHosts, expected one of 127.0.0.1, localhost, ::1',
+      'synology.incomingUrl: host "chat.example.org" is not in egress.allowHosts, expected one of 127.0.0.1, localhost, ::1',
+      'auth.tokens: expected at least one token when server.host is "0.0.0.0" (no auth is only allowed on loopback)',
+    ]);
+  });
+
+  it('names the path and the expectation of type errors', () => {
+    expect(problemsOf({ limits: { turns: -1 }, backends: { a: { baseUrl: 'not a url', model: '' } } })).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^limits\.turns: /),
+        expect.stringMatching(/^backends\.a\.baseUrl: /),
+        expect.stringMatching(/^backends\.a\.model: /),
+      ]),
+    );
+  });
+
+  it('matches egress hosts exactly or by *.domain, IPv6 with or without brackets', () => {
+    expect(hostAllowed('::1', ['::1'])).toBe(true);
+    expect(hostAllowed('[::1]', ['::1'])).toBe(true);
+    expect(hostAllowed('gpu.lan.example', ['*.lan.example'])).toBe(true);
+    expect(hostAllowed('evil-lan.example', ['*.lan.example'])).toBe(false);
+    expect(hostAllowed('127.0.0.2', ['127.0.0.1'])).toBe(false);
+  });
+
+  it('reads --config PATH, applies env overrides, and refuses a missing or broken file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sb-config-'));
+    const path = join(dir, 'c.json');
+    writeFileSync(path, JSON.stringify({ server: { port: 1 } }));
+    const config = loadConfig({ path, env: { SWITCHBOARD_PORT: '9999', SWITCHBOARD_TOKEN: 'secret-token', DATABASE_URL: 'postgres://x/y' } });
+    expect(config.server.port).toBe(9999);
+    expect(config.auth.tokens).toEqual(['secret-token']);
+    expect(config.database.url).toBe('postgres://x/y');
+    expect(() => loadConfig({ path: join(dir, 'absent.json'), env: {} })).toThrow(/cannot read the file \(ENOENT\)/);
+    writeFileSync(path, '{ nope');
+    expect(() => loadConfig({ path, env: {} })).toThrow(/not valid JSON/);
+  });
+});

@@ -1,0 +1,80 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { describe, expect, it } from 'vitest';
+
+/** A port nothing listens on: bind, note it, close. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+describe('npm start', () => {
+  it('starts with no reachable backend, reports it down on /status, and stops cleanly on SIGTERM', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sb-start-'));
+    const configPath = join(dir, 'switchboard.config.json');
+    const port = await closedPort();
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        server: { host: '127.0.0.1', port: 0 },
+        database: { dataDir: join(dir, 'data') },
+        backends: { local: { baseUrl: `http://127.0.0.1:${port}/v1`, model: 'm', healthIntervalMs: 200 } },
+        roles: { classifier: 'local', reasoner: 'local' },
+        modes: { daily: 'local' },
+      }),
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', configPath], {
+      cwd: new URL('..', import.meta.url).pathname,
+      env: { ...process.env, VITEST: '', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines = createInterface({ input: child.stdout });
+    let url = '';
+    for await (const line of lines) {
+      const entry = JSON.parse(line) as { msg: string; url?: string };
+      if (entry.msg === 'switchboard listening') {
+        url = entry.url ?? '';
+        break;
+      }
+    }
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ ok: true });
+    let status: { backends: Record<string, { state: string }>; jobs: unknown } | undefined;
+    for (let i = 0; i < 50; i++) {
+      status = (await (await fetch(`${url}/status`)).json()) as typeof status;
+      if (status?.backends.local?.state === 'down') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(status?.backends.local).toMatchObject({ state: 'down', queue: { waiting: 0, running: 0 } });
+    expect(status?.jobs).toEqual({ active: 0, pending: 0 });
+
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(0);
+  });
+
+  it('refuses an invalid config with one line per problem and a non-zero exit', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sb-start-'));
+    const configPath = join(dir, 'bad.json');
+    writeFileSync(configPath, JSON.stringify({ roles: { classifier: 'x', reasoner: 'local' }, extra: true }));
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', configPath], {
+      cwd: new URL('..', import.meta.url).pathname,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(1);
+    expect(stderr).toContain('extra: unknown key');
+  });
+});
