@@ -1,0 +1,111 @@
+/**
+ * Opens the database: embedded PGlite in a directory by default, a PostgreSQL server when a URL is
+ * configured. Both speak the same SQL through kysely, so nothing above this file knows which it got.
+ */
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, Migrator, PostgresDialect, sql, type MigrationResult } from 'kysely';
+import { PGliteDialect } from 'kysely-pglite-dialect';
+import pg from 'pg';
+import { migrations } from '../../../migrations/index.js';
+import type { DatabaseSchema } from './schema.js';
+
+/** Which engine a {@link Database} runs on. */
+export type DialectName = 'pglite' | 'postgres';
+
+/** Where the data lives: `url` wins when set (the `database` section of the config). */
+export interface DatabaseConfig {
+  /** `postgres://…`; null/undefined selects the embedded PGlite. */
+  url?: string | null;
+  /** PGlite's data directory, created when missing. `memory://` keeps everything in memory. */
+  dataDir: string;
+}
+
+/** An open database. Whoever opened it closes it. */
+export interface Database {
+  readonly db: Kysely<DatabaseSchema>;
+  readonly dialect: DialectName;
+  /** Ends the pool or shuts PGlite down; queries afterwards fail. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link createDatabase}. */
+export interface CreateDatabaseOptions {
+  /**
+   * Called when an idle pooled PostgreSQL connection fails (server restart, network). Without a
+   * listener node-postgres would raise it as an uncaught `error` event; the pool replaces the client.
+   */
+  onPoolError?: (error: Error) => void;
+  /** Pool size for PostgreSQL (default 10). PGlite has a single connection regardless. */
+  maxConnections?: number;
+}
+
+/**
+ * Opens PGlite in `config.dataDir` or, when `config.url` is set, a pg pool, and checks that the
+ * database answers. Does not migrate: call {@link runMigrations}.
+ */
+export async function createDatabase(
+  config: DatabaseConfig,
+  options: CreateDatabaseOptions = {},
+): Promise<Database> {
+  const db = config.url
+    ? createPostgres(config.url, options)
+    : await createPglite(config.dataDir);
+  try {
+    // Fail at start with the driver's message (bad URL, unreadable dataDir), not at the first job.
+    await sql`select 1`.execute(db);
+  } catch (error) {
+    await db.destroy().catch(() => undefined);
+    throw error;
+  }
+  let closed: Promise<void> | undefined;
+  return {
+    db,
+    dialect: config.url ? 'postgres' : 'pglite',
+    close: () => (closed ??= db.destroy()),
+  };
+}
+
+function createPostgres(url: string, options: CreateDatabaseOptions): Kysely<DatabaseSchema> {
+  const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10 });
+  pool.on('error', (error) => options.onPoolError?.(error));
+  return new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
+}
+
+async function createPglite(dataDir: string): Promise<Kysely<DatabaseSchema>> {
+  let dir = dataDir;
+  if (!dataDir.startsWith('memory://')) {
+    dir = resolve(dataDir);
+    await mkdir(dir, { recursive: true });
+  }
+  const pglite = await PGlite.create(dir);
+  // The dialect closes PGlite when kysely is destroyed.
+  return new Kysely<DatabaseSchema>({ dialect: new PGliteDialect(pglite) });
+}
+
+/** Raised when a migration fails; `results` says which ran, which failed and which were skipped. */
+export class MigrationError extends Error {
+  readonly results: readonly MigrationResult[];
+  constructor(cause: unknown, results: readonly MigrationResult[]) {
+    const failed = results.find((result) => result.status === 'Error');
+    super(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${String(cause)}`, { cause });
+    this.name = 'MigrationError';
+    this.results = results;
+  }
+}
+
+/** The migrator over `migrations/` (exported for tests and tools that migrate down). */
+export function createMigrator(db: Kysely<DatabaseSchema>): Migrator {
+  return new Migrator({ db, provider: { getMigrations: async () => ({ ...migrations }) } });
+}
+
+/**
+ * Applies every pending migration in one transaction (kysely takes an advisory lock, so two processes
+ * starting together migrate once). Returns the names applied now; throws {@link MigrationError}.
+ */
+export async function runMigrations(db: Kysely<DatabaseSchema>): Promise<string[]> {
+  const { error, results = [] } = await createMigrator(db).migrateToLatest();
+  if (error !== undefined) throw new MigrationError(error, results);
+  return results.filter((result) => result.status === 'Success').map((result) => result.migrationName);
+}
