@@ -4,6 +4,8 @@ import type { InferRequestEvent } from './backend-protocol.js';
 export interface QueuedRequest {
   event: InferRequestEvent;
   enqueuedAt: number;
+  /** Arrival order across both lines; clocks tie, this does not. */
+  seq: number;
 }
 
 /**
@@ -15,19 +17,21 @@ export interface QueuedRequest {
 export interface RequestQueue {
   readonly foreground: readonly QueuedRequest[];
   readonly background: readonly QueuedRequest[];
+  readonly nextSeq: number;
 }
 
-export const EMPTY_QUEUE: RequestQueue = { foreground: [], background: [] };
+export const EMPTY_QUEUE: RequestQueue = { foreground: [], background: [], nextSeq: 0 };
 
 export function queueSize(queue: RequestQueue): number {
   return queue.foreground.length + queue.background.length;
 }
 
 export function enqueueRequest(queue: RequestQueue, event: InferRequestEvent, now: number): RequestQueue {
-  const entry: QueuedRequest = { event, enqueuedAt: now };
+  const entry: QueuedRequest = { event, enqueuedAt: now, seq: queue.nextSeq };
+  const nextSeq = queue.nextSeq + 1;
   return event.priority === 'foreground'
-    ? { ...queue, foreground: [...queue.foreground, entry] }
-    : { ...queue, background: [...queue.background, entry] };
+    ? { ...queue, nextSeq, foreground: [...queue.foreground, entry] }
+    : { ...queue, nextSeq, background: [...queue.background, entry] };
 }
 
 /** Removes a waiting request; `removed` is undefined when it was not waiting. */
@@ -48,7 +52,7 @@ function backgroundFirst(queue: RequestQueue, fi: number, bi: number, now: numbe
   const back = queue.background[bi];
   if (back === undefined) return false;
   if (front === undefined) return true;
-  return now - back.enqueuedAt >= maxBackgroundWaitMs && back.enqueuedAt <= front.enqueuedAt;
+  return now - back.enqueuedAt >= maxBackgroundWaitMs && back.seq < front.seq;
 }
 
 /** Takes the request to serve next. */

@@ -1,12 +1,12 @@
 import { createActor, type Actor } from 'xstate';
 import type { Logger } from 'pino';
-import { createInferenceActors } from '../actors/inference/create-inference-actors.js';
 import { createOpenAIClient } from '../actors/inference/openai-client.js';
 import type { InferenceClient } from '../actors/inference/types.js';
 import type { BackendConfig } from '../config/config-schema.js';
-import { backendMachine } from '../machines/backend-machine.js';
+import type { backendMachine } from '../machines/backend-machine.js';
 import { estimateLoad, type LoadLevel, type LoadSource } from '../machines/load-estimate.js';
 import { queueSize } from '../machines/request-queue.js';
+import { provideBackendMachine } from './provide-backend-machine.js';
 
 export type BackendActor = Actor<typeof backendMachine>;
 
@@ -46,9 +46,7 @@ export class BackendRegistry {
     for (const [name, config] of Object.entries(backends)) {
       const log = deps.log.child({ backend: name });
       const client = deps.createClient?.(name, config) ?? createOpenAIClient(clientOptions(config));
-      const machine = backendMachine.provide({
-        actors: createInferenceActors({ client, probeTimeoutMs: Math.min(10_000, config.healthIntervalMs) }),
-      });
+      const machine = provideBackendMachine({ client, probeTimeoutMs: Math.min(10_000, config.healthIntervalMs) });
       const actor = createActor(machine, {
         id: `backend:${name}`,
         input: {
