@@ -110,9 +110,12 @@ export const backendMachine = setup({
       const measures = { ...context.measures, healthMs: output.healthMs, statusReport: output.statusReport };
       return wantsInferencePing(measures, Date.now()) && context.running.size === 0 && context.queue.foreground.length === 0;
     },
-    /** A stream made progress within the last health interval: the server is alive even if a probe failed. */
+    /**
+     * A stream made progress lately (within a health interval, and never less than a few of the streams'
+     * 1 s progress reports): the server is alive even if a probe failed.
+     */
     streamInProgress: ({ context }) =>
-      context.running.size > 0 && Date.now() - context.lastActivityAt < context.healthIntervalMs,
+      context.running.size > 0 && Date.now() - context.lastActivityAt < Math.max(context.healthIntervalMs, 2_500),
   },
   actions: {
     /** Enqueue a request (and watch its requester), then let `dispatch` serve what it can. */

@@ -105,7 +105,10 @@ export function createInferenceActors({ client, probeTimeoutMs, pingTimeoutMs = 
 
     receive((reply) => {
       if (reply.type === 'infer.done') finish({ type: 'ping.measured', latencyMs: performance.now() - started });
-      else if (reply.type === 'infer.error' || reply.type === 'infer.cancelled') finish({ type: 'ping.failed' });
+      // A ping that timed out measured at least that much latency: the server is that slow.
+      else if (reply.type === 'infer.error' && reply.error.reason === 'backend_timeout') {
+        finish({ type: 'ping.measured', latencyMs: performance.now() - started });
+      } else if (reply.type === 'infer.error' || reply.type === 'infer.cancelled') finish({ type: 'ping.failed' });
     });
     input.backend.send({
       type: 'infer.request',
