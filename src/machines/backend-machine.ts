@@ -107,7 +107,13 @@ export const backendMachine = setup({
     pingWanted: ({ context, event }) => {
       if (!('output' in event)) return false;
       const output = event.output as ProbeOutput;
-      const measures = { ...context.measures, healthMs: output.healthMs, statusReport: output.statusReport };
+      // Judged against the baseline with this sample folded in, as recordProbe is about to store it.
+      const measures = {
+        ...context.measures,
+        ...updateBaseline(context.measures, output.healthMs),
+        healthMs: output.healthMs,
+        statusReport: output.statusReport,
+      };
       return wantsInferencePing(measures, Date.now()) && context.running.size === 0 && context.queue.foreground.length === 0;
     },
     /**

@@ -57,7 +57,6 @@ export function createInferenceActors({ client, probeTimeoutMs, pingTimeoutMs = 
         : client.complete(input.request, controller.signal);
     call.then(
       (result) => {
-        if (!sawFirstByte) sendBack({ type: 'call.firstByte', at: performance.now() } satisfies CallEvent);
         sendBack({ type: 'call.done', result, at: performance.now() } satisfies CallEvent);
       },
       (error: unknown) => sendBack({ type: 'call.failed', error: toErrorInfo(error) } satisfies CallEvent),
