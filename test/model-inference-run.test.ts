@@ -1,5 +1,5 @@
 import { getSimplePaths } from '@xstate/graph';
-import { createActor, fromCallback } from 'xstate';
+import { createActor, fromCallback, type AnyActorRef } from 'xstate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpenAIClient } from '../src/actors/inference/openai-client.js';
 import type { InferenceRunEvent } from '../src/machines/inference-run-machine.js';
@@ -80,8 +80,8 @@ describe('inferenceRun machine, walked against a real backend actor and the fake
       const backend = createActor(provideBackendMachine({ client, probeTimeoutMs: 1_000 }), {
         input: { name: 'model', concurrency: 1, maxBackgroundWaitMs: 10_000, healthIntervalMs: 60_000 },
         inspect: (event) => {
-          if (event.type !== '@xstate.snapshot' || !event.actorRef.id.startsWith('run:')) return;
-          const value = JSON.stringify((event.snapshot as { value: unknown }).value);
+          if (event.type !== '@xstate.snapshot' || !(event.actorRef as AnyActorRef).id.startsWith('run:')) return;
+          const value = JSON.stringify((event.snapshot as unknown as { value: unknown }).value);
           if (visited.at(-1) !== value) visited.push(value);
         },
       }).start();

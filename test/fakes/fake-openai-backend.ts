@@ -2,7 +2,7 @@
  * A real HTTP server on 127.0.0.1 that speaks the OpenAI-compatible API the way local model servers
  * do, with scriptable replies and faults. Tests talk to it with the real client over real sockets.
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -157,6 +157,8 @@ export class FakeBackend {
     this.defaultReply = options.defaultReply ?? { content: ['Hello', ' world'] };
     this.models = options.models ?? ['fake-model'];
     this.events.setMaxListeners(100);
+    // Every open response listens to the fake's lifetime; hundreds may be open in a load test.
+    setMaxListeners(0, this.lifetime.signal);
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       this.connectionIds.set(socket, ++this.connections);
