@@ -56,7 +56,7 @@ function mailboxEvents(snapshot: Snapshot): BackendEvent[] {
   if (n < MAX_REQUESTS) {
     events.push({ type: 'infer.request', requestId: `r${n}`, priority: 'foreground', kind: 'stream', request: { messages: [] }, replyTo: inertRequester });
   }
-  for (const requestId of context.running.keys()) events.push({ type: 'run.released', requestId, outcome: 'completed' });
+  for (const [requestId, running] of context.running) events.push({ type: 'slot.released', slot: running.slot, requestId, outcome: 'completed' });
   for (const entry of context.queue.foreground) events.push({ type: 'infer.cancel', requestId: entry.event.requestId });
   return events;
 }
@@ -100,7 +100,7 @@ for (const concurrency of [1, 2]) {
           const event = step.event as BackendEvent | { type: 'xstate.init' };
           if (event.type === 'infer.request') {
             requesters.set(event.requestId, request(actor, event.requestId, { requestId: event.requestId }));
-          } else if (event.type === 'run.released') {
+          } else if (event.type === 'slot.released') {
             gate(event.requestId).open();
             await requesters.get(event.requestId)?.terminal;
           } else if (event.type === 'infer.cancel') {

@@ -1,9 +1,10 @@
-import { assign, emit, enqueueActions, fromCallback, fromPromise, not, setup, type AnyActorRef } from 'xstate';
+import { assign, emit, enqueueActions, fromCallback, fromPromise, not, setup, type ActorRefFrom, type AnyActorRef, type AnyEventObject } from 'xstate';
 import type { BackendStatusReport } from '../actors/inference/types.js';
 import type { InferCancelEvent, InferRequestEvent, BackendReply } from './backend-protocol.js';
-import { inferenceRunMachine, type RunReleasedEvent } from './inference-run-machine.js';
+import { inferenceSlotMachine, type SlotReleasedEvent, type SlotRunEvent } from './inference-slot-machine.js';
 import { INITIAL_MEASURES, updateBaseline, wantsInferencePing, type HealthMeasures } from './load-estimate.js';
-import { EMPTY_QUEUE, enqueueRequest, queuePositions, removeRequest, takeNext, type RequestQueue } from './request-queue.js';
+import { planDispatch, type MailboxPlan, type RunningRequest } from './mailbox-plan.js';
+import { EMPTY_QUEUE, enqueueRequest, removeRequest, type RequestQueue } from './request-queue.js';
 
 /** Static settings of one backend actor. */
 export interface BackendMachineInput {
@@ -13,15 +14,11 @@ export interface BackendMachineInput {
   healthIntervalMs: number;
 }
 
-/** A request a slot is serving (running or draining). */
-export interface RunningRequest {
-  requestId: string;
-  replyTo: AnyActorRef;
-  priority: InferRequestEvent['priority'];
-}
-
 export interface BackendContext extends BackendMachineInput {
   queue: RequestQueue;
+  /** The `concurrency` slot actors, spawned once; a request is served by sending it to a free one. */
+  slots: ReadonlyArray<ActorRefFrom<typeof inferenceSlotMachine>>;
+  freeSlots: readonly number[];
   running: ReadonlyMap<string, RunningRequest>;
   measures: HealthMeasures;
   /** Last time a stream of this backend made progress (epoch ms): proof of life between probes. */
@@ -60,18 +57,34 @@ export type BackendEmitted =
 export type BackendEvent =
   | InferRequestEvent
   | InferCancelEvent
-  | RunReleasedEvent
+  | SlotReleasedEvent
   | PingEvent
   | { type: 'backend.activity' };
 
-const runId = (requestId: string): string => `run:${requestId}`;
+/** The two things `applyPlan` needs of an `enqueueActions` enqueuer. */
+interface PlanEnqueuer {
+  assign(values: Pick<BackendContext, 'queue' | 'running' | 'freeSlots'>): void;
+  sendTo(to: AnyActorRef, event: AnyEventObject): void;
+}
+
+/** Applies a mailbox plan: one assign (when anything changed), then the slot runs and the notices. */
+function applyPlan(enqueue: PlanEnqueuer, context: BackendContext, plan: MailboxPlan, changed = false): void {
+  if (changed || plan.state.queue !== context.queue || plan.runs.length > 0) {
+    enqueue.assign({ queue: plan.state.queue, running: plan.state.running, freeSlots: plan.state.freeSlots });
+  }
+  for (const run of plan.runs) {
+    const slot = context.slots[run.slot];
+    if (slot) enqueue.sendTo(slot, run.event);
+  }
+  for (const notice of plan.notices) enqueue.sendTo(notice.to, notice.event);
+}
 
 /**
  * One inference backend as an actor, in two parallel regions.
  *
  * `mailbox` serializes inference: requests wait in an explicit queue (foreground before background, with
- * aging) and each one served gets a `inferenceRun` child in one of `concurrency` slots. Its states say how
- * full the slots are: `idle`, `serving` (a slot free), `saturated` (every slot taken, running or draining).
+ * aging) and each one served goes to one of `concurrency` long-lived `inferenceSlot` children. Its states say
+ * how full the slots are: `idle`, `serving` (a slot free), `saturated` (every slot taken, running or draining).
  *
  * `health` probes the server every `healthInterval`: `unknown` until the first answer, then `up` or
  * `down`; while `up` it may ping the model itself (`pinging`) when the hybrid load rule asks for it.
@@ -85,7 +98,7 @@ export const backendMachine = setup({
     emitted: {} as BackendEmitted,
   },
   actors: {
-    inferenceRun: inferenceRunMachine,
+    inferenceSlot: inferenceSlotMachine,
     // The three below are supplied by the runtime through `.provide()`.
     probeBackend: fromPromise<ProbeOutput, ProbeInput>(async () => {
       throw new Error('probeBackend is not provided');
@@ -102,7 +115,7 @@ export const backendMachine = setup({
   },
   guards: {
     hasRunning: ({ context }) => context.running.size > 0,
-    allSlotsTaken: ({ context }) => context.running.size >= context.concurrency,
+    allSlotsTaken: ({ context }) => context.freeSlots.length === 0,
     /** The hybrid rule wants a ping and it would not stand in front of anyone's work. */
     pingWanted: ({ context, event }) => {
       if (!('output' in event)) return false;
@@ -124,72 +137,38 @@ export const backendMachine = setup({
       context.running.size > 0 && Date.now() - context.lastActivityAt < Math.max(context.healthIntervalMs, 2_500),
   },
   actions: {
-    /** Enqueue a request (and watch its requester), then let `dispatch` serve what it can. */
+    /** Enqueue a request (and watch its requester), and serve it at once when a slot is free. */
     acceptRequest: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'infer.request') return;
       const status = event.replyTo.getSnapshot().status;
       // A requester that is already gone gets nothing: its request never reaches the server.
       if (status === 'stopped' || status === 'done' || status === 'error') return;
-      enqueue.assign({ queue: enqueueRequest(context.queue, event, Date.now()) });
       enqueue.sendTo('watcher', { type: 'watch', requestId: event.requestId, ref: event.replyTo } satisfies WatcherCommand);
+      const now = Date.now();
+      applyPlan(enqueue, context, planDispatch({ ...context, queue: enqueueRequest(context.queue, event, now) }, now, context.maxBackgroundWaitMs));
     }),
     /** A waiting request leaves the queue without reaching the server; a running one is aborted (draining). */
     cancelRequest: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'infer.cancel') return;
       const { queue, removed } = removeRequest(context.queue, event.requestId);
       if (removed) {
-        enqueue.assign({ queue });
         enqueue.sendTo(removed.event.replyTo, { type: 'infer.cancelled', requestId: event.requestId } satisfies BackendReply);
         enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
-      } else if (context.running.has(event.requestId)) {
-        enqueue.sendTo(runId(event.requestId), { type: 'cancel' });
+        applyPlan(enqueue, context, planDispatch({ ...context, queue }, Date.now(), context.maxBackgroundWaitMs), true);
+        return;
       }
+      const running = context.running.get(event.requestId);
+      const slot = running && context.slots[running.slot];
+      if (slot) enqueue.sendTo(slot, { type: 'slot.cancel', requestId: event.requestId });
     }),
-    /** A run has settled (completed, failed, or drained after a cancel): its slot is free again. */
+    /** A slot's request has settled (completed, failed, or drained after a cancel): serve the next one. */
     releaseSlot: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== 'run.released') return;
+      if (event.type !== 'slot.released') return;
+      enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
       const running = new Map(context.running);
       running.delete(event.requestId);
-      enqueue.assign({ running });
-      enqueue.stopChild(runId(event.requestId));
-      enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
-    }),
-    /** Fill free slots from the queue, then tell every waiting requester whose place changed. */
-    dispatch: enqueueActions(({ context, enqueue }) => {
-      const now = Date.now();
-      const before = queuePositions(context.queue, now, context.maxBackgroundWaitMs);
-      let queue = context.queue;
-      let running: Map<string, RunningRequest> | undefined;
-      while ((running ?? context.running).size < context.concurrency) {
-        const taken = takeNext(queue, now, context.maxBackgroundWaitMs);
-        if (!taken.next) break;
-        queue = taken.queue;
-        const { event } = taken.next;
-        running ??= new Map(context.running);
-        running.set(event.requestId, { requestId: event.requestId, replyTo: event.replyTo, priority: event.priority });
-        enqueue.spawnChild('inferenceRun', {
-          id: runId(event.requestId),
-          input: {
-            requestId: event.requestId,
-            kind: event.kind,
-            request: event.request,
-            replyTo: event.replyTo,
-            enqueuedAt: performance.now() - (now - taken.next.enqueuedAt),
-          },
-        });
-      }
-      if (running) enqueue.assign({ queue, running });
-      const after = queuePositions(queue, now, context.maxBackgroundWaitMs);
-      if (after.size === 0) return;
-      const replyTo = new Map<string, AnyActorRef>();
-      for (const entry of queue.foreground) replyTo.set(entry.event.requestId, entry.event.replyTo);
-      for (const entry of queue.background) replyTo.set(entry.event.requestId, entry.event.replyTo);
-      for (const [requestId, position] of after) {
-        const ref = replyTo.get(requestId);
-        if (ref && before.get(requestId) !== position) {
-          enqueue.sendTo(ref, { type: 'infer.queued', requestId, position } satisfies BackendReply);
-        }
-      }
+      const freed = { queue: context.queue, running, freeSlots: [...context.freeSlots, event.slot] };
+      applyPlan(enqueue, context, planDispatch(freed, Date.now(), context.maxBackgroundWaitMs), true);
     }),
     noteActivity: assign({ lastActivityAt: () => Date.now() }),
     recordProbe: assign(({ context, event }) => {
@@ -226,9 +205,11 @@ export const backendMachine = setup({
 }).createMachine({
   id: 'backend',
   type: 'parallel',
-  context: ({ input }) => ({
+  context: ({ input, spawn }) => ({
     ...input,
     queue: EMPTY_QUEUE,
+    slots: Array.from({ length: input.concurrency }, (_, slot) => spawn('inferenceSlot', { id: `slot:${slot}`, input: { slot } })),
+    freeSlots: Array.from({ length: input.concurrency }, (_, slot) => slot),
     running: new Map(),
     measures: INITIAL_MEASURES,
     lastActivityAt: 0,
@@ -239,9 +220,9 @@ export const backendMachine = setup({
     mailbox: {
       initial: 'idle',
       on: {
-        'infer.request': { actions: ['acceptRequest', 'dispatch'] },
-        'infer.cancel': { actions: ['cancelRequest', 'dispatch'] },
-        'run.released': { actions: ['releaseSlot', 'dispatch'] },
+        'infer.request': { actions: 'acceptRequest' },
+        'infer.cancel': { actions: 'cancelRequest' },
+        'slot.released': { actions: 'releaseSlot' },
         'backend.activity': { actions: 'noteActivity' },
       },
       states: {

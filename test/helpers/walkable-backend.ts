@@ -1,7 +1,7 @@
 import { createActor, fromCallback, fromPromise } from 'xstate';
 import { backendMachine, type PingInput, type ProbeInput, type ProbeOutput, type WatcherCommand } from '../../src/machines/backend-machine.js';
 import type { BackendReply } from '../../src/machines/backend-protocol.js';
-import { inferenceRunMachine } from '../../src/machines/inference-run-machine.js';
+import { inferenceSlotMachine } from '../../src/machines/inference-slot-machine.js';
 
 const noop = (): void => {};
 
@@ -11,7 +11,7 @@ const noop = (): void => {};
  */
 export const walkableBackendMachine = backendMachine.provide({
   actors: {
-    inferenceRun: inferenceRunMachine.provide({
+    inferenceSlot: inferenceSlotMachine.provide({
       actors: { callBackend: fromCallback(noop) },
       actions: { reportActivity: noop, releaseCompleted: noop, releaseFailed: noop, releaseCancelled: noop },
     }),

@@ -3,7 +3,7 @@ import { fromCallback, fromPromise, type AnyActorRef, type Subscription } from '
 import { BackendUnavailableError, CancelledError, toErrorInfo } from '../../errors.js';
 import type { BackendReply, InferCancelEvent, InferRequestEvent } from '../../machines/backend-protocol.js';
 import type { PingEvent, PingInput, ProbeInput, ProbeOutput, WatcherCommand } from '../../machines/backend-machine.js';
-import type { AbortCallEvent, CallBackendInput, CallEvent } from '../../machines/inference-run-machine.js';
+import type { CallCommand, CallEvent } from '../../machines/inference-slot-machine.js';
 import type { InferenceClient } from './types.js';
 
 export interface InferenceActorsDeps {
@@ -22,49 +22,60 @@ const PROGRESS_EVERY_MS = 1_000;
  * this factory is the only place that does I/O, always with the actor's abort signal.
  */
 export function createInferenceActors({ client, probeTimeoutMs, pingTimeoutMs = 30_000 }: InferenceActorsDeps) {
-  /** The HTTP call of one request: chunks go straight to the requester, the outcome back to the run. */
-  const callBackend = fromCallback<AbortCallEvent, CallBackendInput>(({ input, sendBack, receive }) => {
-    const controller = new AbortController();
-    let forwarding = true;
-    let sawFirstByte = false;
-    let lastProgress = 0;
-    const { requestId, replyTo } = input;
+  /**
+   * A slot's HTTP calls, one at a time: `call.start` begins one, `call.abort` aborts it; chunks go straight
+   * to the requester, the outcome back to the slot. Long-lived so that a slot costs no actor per request
+   * and an aborted call can still report when it has settled (the slot's `draining` state).
+   */
+  const callBackend = fromCallback<CallCommand>(({ sendBack, receive }) => {
+    let current: { requestId: string; controller: AbortController; settled: boolean } | null = null;
 
-    const onContent = (text: string): void => {
-      if (!forwarding) return;
-      const now = performance.now();
-      if (!sawFirstByte) {
-        sawFirstByte = true;
-        lastProgress = now;
-        sendBack({ type: 'call.firstByte', at: now } satisfies CallEvent);
-      } else if (now - lastProgress >= PROGRESS_EVERY_MS) {
-        lastProgress = now;
-        sendBack({ type: 'call.progress' } satisfies CallEvent);
-      }
-      replyTo.send({ type: 'infer.chunk', requestId, text } satisfies BackendReply);
+    const start = (command: Extract<CallCommand, { type: 'call.start' }>): void => {
+      const { requestId, replyTo } = command;
+      const call = { requestId, controller: new AbortController(), settled: false };
+      current = call;
+      let forwarding = true;
+      let sawFirstByte = false;
+      let lastProgress = 0;
+      const onContent = (text: string): void => {
+        if (!forwarding || call.controller.signal.aborted) return;
+        const now = performance.now();
+        if (!sawFirstByte) {
+          sawFirstByte = true;
+          lastProgress = now;
+          sendBack({ type: 'call.firstByte', requestId, at: now } satisfies CallEvent);
+        } else if (now - lastProgress >= PROGRESS_EVERY_MS) {
+          lastProgress = now;
+          sendBack({ type: 'call.progress', requestId } satisfies CallEvent);
+        }
+        replyTo.send({ type: 'infer.chunk', requestId, text } satisfies BackendReply);
+      };
+      const pending =
+        command.kind === 'stream'
+          ? client.stream(command.request, { signal: call.controller.signal, onContent })
+          : client.complete(command.request, call.controller.signal);
+      pending.then(
+        (result) => {
+          call.settled = true;
+          forwarding = false;
+          sendBack({ type: 'call.done', requestId, result, at: performance.now() } satisfies CallEvent);
+        },
+        (error: unknown) => {
+          call.settled = true;
+          forwarding = false;
+          sendBack({ type: 'call.failed', requestId, error: toErrorInfo(error) } satisfies CallEvent);
+        },
+      );
     };
 
-    receive((event) => {
-      if (event.type === 'abort') {
-        forwarding = false;
-        controller.abort();
-      }
+    receive((command) => {
+      if (command.type === 'call.start') start(command);
+      else if (current && current.requestId === command.requestId && !current.settled) current.controller.abort();
     });
 
-    const call =
-      input.kind === 'stream'
-        ? client.stream(input.request, { signal: controller.signal, onContent })
-        : client.complete(input.request, controller.signal);
-    call.then(
-      (result) => {
-        sendBack({ type: 'call.done', result, at: performance.now() } satisfies CallEvent);
-      },
-      (error: unknown) => sendBack({ type: 'call.failed', error: toErrorInfo(error) } satisfies CallEvent),
-    );
-
     return () => {
-      forwarding = false;
-      controller.abort();
+      // Aborting creates a DOMException: only do it for a call still in flight.
+      if (current && !current.settled) current.controller.abort();
     };
   });
 
