@@ -63,6 +63,8 @@ export function machineToMermaid(machine: AnyStateMachine): string {
 
   if (machine.root.type === 'parallel' || Object.keys(machine.root.states).length > 0) renderNode(machine.root, '  ');
   collectEdges(machine.root);
+  // Transitions of the root apply in every state: draw them from one explicit "any state" node.
+  if (edges.some((edge) => edge.startsWith(`${machine.id} `))) lines.push(`  state "(any state)" as ${machine.id}`);
   lines.push(...edges.map((edge) => `  ${edge}`));
   return `${lines.join('\n')}\n`;
 }
@@ -80,7 +82,11 @@ function edgeLabel(eventType: string, guard: unknown): string {
 function guardLabel(guard: unknown): string {
   if (!guard) return '';
   if (typeof guard === 'string') return guard;
-  if (typeof guard === 'object' && guard !== null && 'type' in guard) return String((guard as { type: unknown }).type);
+  if (typeof guard === 'object' && guard !== null && 'type' in guard) {
+    const { type, params } = guard as { type: unknown; params?: Record<string, unknown> };
+    const args = params ? Object.entries(params).map(([key, value]) => `${key}=${String(value)}`).join(', ') : '';
+    return args ? `${String(type)}(${args})` : String(type);
+  }
   if (typeof guard === 'function') {
     const check = (guard as { check?: unknown; guards?: unknown[] }).guards;
     const name = (guard as { name?: string }).name;

@@ -1,12 +1,12 @@
 import type { AnyStateMachine } from 'xstate';
 import { backendMachine } from '../src/machines/backend-machine.js';
-import { inferenceSlotMachine } from '../src/machines/inference-slot-machine.js';
+import { healthMachine } from '../src/machines/health-machine.js';
 import { machineToMermaid } from './machine-diagram.js';
 
 /** Every machine with a diagram, by file stem. */
 export const MACHINES: Record<string, AnyStateMachine> = {
   'backend-machine': backendMachine,
-  'inference-slot-machine': inferenceSlotMachine,
+  'health-machine': healthMachine,
 };
 
 /** The files of `visualizations/`: a Mermaid diagram per machine, wrapped in Markdown so GitHub renders it. */

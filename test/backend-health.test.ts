@@ -22,7 +22,7 @@ afterEach(async () => {
 });
 
 const healthOf = (actor: BackendActor) => readBackendStatus(actor);
-const samples = (actor: BackendActor) => actor.getSnapshot().context.measures.samples;
+const samples = (actor: BackendActor) => actor.getSnapshot().context.health.getSnapshot().context.measures.samples;
 
 /** Waits until `n` more successful probes have been folded into the baseline. */
 async function probes(actor: BackendActor, n: number): Promise<void> {

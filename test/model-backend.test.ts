@@ -3,18 +3,20 @@ import { createActor, type AnyActorRef, type SnapshotFrom } from 'xstate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpenAIClient } from '../src/actors/inference/openai-client.js';
 import type { BackendEvent } from '../src/machines/backend-machine.js';
+import type { BackendReply } from '../src/machines/backend-protocol.js';
 import { provideBackendMachine } from '../src/runtime/provide-backend-machine.js';
 import { startFakeBackend, type FakeBackend, type FakeReply } from './fakes/fake-openai-backend.js';
 import { until } from './helpers/backend-actor.js';
 import { request, type TestRequester } from './helpers/requester.js';
-import { inertRequester, walkableBackendMachine } from './helpers/walkable-backend.js';
+import { inertRequester, walkableBackendMachine, walkableHealthMachine } from './helpers/walkable-backend.js';
 
 /**
- * Model-based tests of the backend machine's two regions: paths are generated from the machine with
- * @xstate/graph and each one is driven against a real backend actor talking to the fake server.
+ * Model-based tests of the backend machine and its health sub-machine: paths are generated from the
+ * machines with @xstate/graph and each one is driven against a real backend actor talking to the fake.
  */
 
-type Snapshot = SnapshotFrom<typeof walkableBackendMachine>;
+type BackendSnapshot = SnapshotFrom<typeof walkableBackendMachine>;
+type HealthSnapshot = SnapshotFrom<typeof walkableHealthMachine>;
 
 let fake: FakeBackend;
 beforeAll(async () => {
@@ -24,16 +26,21 @@ afterAll(async () => {
   await fake.close();
 });
 
-function realBackend(concurrency: number, healthIntervalMs: number, inspect?: (snapshot: Snapshot) => void) {
+function realBackend(
+  concurrency: number,
+  healthIntervalMs: number,
+  onHealth?: (snapshot: HealthSnapshot) => void,
+  onBackend?: (snapshot: BackendSnapshot) => void,
+) {
   const client = createOpenAIClient({ baseUrl: fake.baseUrl, model: 'fake-model', firstByteTimeoutMs: 5_000 });
   return createActor(provideBackendMachine({ client, probeTimeoutMs: 1_000 }), {
     input: { name: 'model', concurrency, maxBackgroundWaitMs: 60_000, healthIntervalMs },
     inspect: (event) => {
-      if (inspect && event.type === '@xstate.snapshot' && (event.actorRef as AnyActorRef).id === 'model-under-test') {
-        inspect(event.snapshot as Snapshot);
-      }
+      if (event.type !== '@xstate.snapshot') return;
+      const id = (event.actorRef as AnyActorRef).id;
+      if (onHealth && id === 'health') onHealth(event.snapshot as HealthSnapshot);
+      if (onBackend && (event.actorRef as AnyActorRef).sessionId === event.rootId) onBackend(event.snapshot as BackendSnapshot);
     },
-    id: 'model-under-test',
   });
 }
 
@@ -41,22 +48,38 @@ function realBackend(concurrency: number, healthIntervalMs: number, inspect?: (s
 
 const MAX_REQUESTS = 3;
 
-/** What the mailbox is: its state, who runs, who waits — the serialization and the check are the same. */
-const mailboxKey = (snapshot: Snapshot): string =>
+/** What the mailbox is: its state, each slot's status and request, who waits. The walk and the check use the same. */
+const mailboxKey = (snapshot: BackendSnapshot): string =>
   JSON.stringify([
-    (snapshot.value as { mailbox: string }).mailbox,
-    [...snapshot.context.running.keys()],
+    snapshot.value,
+    snapshot.context.slots.map((slot) => (slot.status === 'idle' ? 'idle' : `${slot.status}:${slot.requestId}`)),
     snapshot.context.queue.foreground.map((entry) => entry.event.requestId),
   ]);
 
-function mailboxEvents(snapshot: Snapshot): BackendEvent[] {
+const error = { code: 'cancelled', reason: 'cancelled', retryable: false, message: 'cancelled' };
+
+/**
+ * The events the system can be made to produce: a request arrives; a running request completes or is
+ * cancelled (its slot drains); a draining request's abort settles; a waiting request is cancelled.
+ */
+function mailboxEvents(snapshot: BackendSnapshot): BackendEvent[] {
   const { context } = snapshot;
   const events: BackendEvent[] = [];
+  // An abort settles at once (the client destroys its socket): nothing else can happen before it.
+  const draining = context.slots.flatMap((slot, index) =>
+    slot.status === 'draining' ? [{ type: 'call.failed' as const, slot: index, requestId: slot.requestId, error }] : [],
+  );
+  if (draining.length > 0) return draining;
   const n = context.queue.nextSeq;
   if (n < MAX_REQUESTS) {
     events.push({ type: 'infer.request', requestId: `r${n}`, priority: 'foreground', kind: 'stream', request: { messages: [] }, replyTo: inertRequester });
   }
-  for (const [requestId, running] of context.running) events.push({ type: 'slot.released', slot: running.slot, requestId, outcome: 'completed' });
+  context.slots.forEach((slot, index) => {
+    if (slot.status === 'running') {
+      events.push({ type: 'call.done', slot: index, requestId: slot.requestId, result: { content: 'ok', toolCalls: [], finishReason: 'stop' }, at: 0 });
+      events.push({ type: 'infer.cancel', requestId: slot.requestId });
+    }
+  });
   for (const entry of context.queue.foreground) events.push({ type: 'infer.cancel', requestId: entry.event.requestId });
   return events;
 }
@@ -65,18 +88,20 @@ for (const concurrency of [1, 2]) {
   const paths = getSimplePaths(walkableBackendMachine, {
     input: { name: 'walk', concurrency, maxBackgroundWaitMs: 60_000, healthIntervalMs: 60_000 },
     events: mailboxEvents as never,
-    serializeState: (snapshot) => `${mailboxKey(snapshot as Snapshot)}${(snapshot as Snapshot).context.queue.nextSeq}`,
+    serializeState: (snapshot) => `${mailboxKey(snapshot as BackendSnapshot)}${(snapshot as BackendSnapshot).context.queue.nextSeq}`,
   });
 
   describe(`mailbox with concurrency ${concurrency}: ${paths.length} simple paths`, () => {
-    it('reaches every mailbox state', () => {
-      const states = new Set(paths.flatMap((p) => p.steps.map((s) => (s.state.value as { mailbox: string }).mailbox)));
+    it('reaches every state and drains slots', () => {
+      const states = new Set(paths.flatMap((p) => p.steps.map((s) => String(s.state.value))));
       expect([...states].sort()).toEqual(concurrency === 1 ? ['idle', 'saturated'] : ['idle', 'saturated', 'serving']);
+      const drained = paths.some((p) => p.steps.some((s) => (s.state as BackendSnapshot).context.slots.some((slot) => slot.status === 'draining')));
+      expect(drained).toBe(true);
     });
 
     it('drives each path against the real actor and the fake', async () => {
       for (const path of paths) {
-        // Each request is held at the fake until the path releases it.
+        // Each request is held at the fake until the path completes it (or cancels it).
         const gates = new Map<string, { open: () => void; opened: Promise<void> }>();
         let allOpen = false;
         const gate = (id: string) => {
@@ -94,74 +119,85 @@ for (const concurrency of [1, 2]) {
           await gate(String(body.messages.at(-1)?.content)).opened;
           return { content: ['ok'] };
         });
-        const actor = realBackend(concurrency, 60_000).start();
+        // Every state the real mailbox passes through, in order: a slot may drain faster than anyone polls.
+        const seen: string[] = [];
+        const actor = realBackend(concurrency, 60_000, undefined, (snapshot) => {
+          const key = mailboxKey(snapshot);
+          if (seen.at(-1) !== key) seen.push(key);
+        }).start();
+        let cursor = 0;
         const requesters = new Map<string, TestRequester>();
+        const terminalOf = async (id: string): Promise<BackendReply['type'] | undefined> => (await requesters.get(id)?.terminal)?.type;
         for (const step of path.steps) {
           const event = step.event as BackendEvent | { type: 'xstate.init' };
           if (event.type === 'infer.request') {
             requesters.set(event.requestId, request(actor, event.requestId, { requestId: event.requestId }));
-          } else if (event.type === 'slot.released') {
+          } else if (event.type === 'call.done') {
             gate(event.requestId).open();
-            await requesters.get(event.requestId)?.terminal;
+            expect(await terminalOf(event.requestId)).toBe('infer.done');
           } else if (event.type === 'infer.cancel') {
+            // A running request must be at the fake before its cancel can be seen there as an abort.
+            const running = actor.getSnapshot().context.slots.some((s) => s.status !== 'idle' && s.requestId === event.requestId);
+            if (running) await until(() => fake.chatRequests.some((r) => r.body?.messages.at(-1)?.content === event.requestId), 2_000, 'request at the fake');
             requesters.get(event.requestId)?.cancel();
-            expect((await requesters.get(event.requestId)?.terminal)?.type).toBe('infer.cancelled');
+            expect(await terminalOf(event.requestId)).toBe('infer.cancelled');
           }
-          const expected = mailboxKey(step.state as Snapshot);
-          await until(() => mailboxKey(actor.getSnapshot()) === expected, 2_000, `${expected} after ${event.type}`);
+          // `call.failed` of a draining slot is the abort settling: nothing to do but wait for it.
+          const expected = mailboxKey(step.state as BackendSnapshot);
+          await until(() => seen.indexOf(expected, cursor) >= 0, 2_000, `${expected} after ${event.type}`);
+          cursor = seen.indexOf(expected, cursor);
         }
         allOpen = true;
         for (const g of gates.values()) g.open();
         await Promise.all([...requesters.values()].map((r) => r.terminal));
+        await until(() => actor.getSnapshot().value === 'idle', 2_000, 'idle at the end');
         actor.stop();
         await until(() => fake.concurrent === 0, 2_000, 'the fake to see every response end');
-        // Only requests that were never cancelled while waiting reached the server.
-        const cancelled = path.steps.flatMap((s) => (s.event.type === 'infer.cancel' ? [(s.event as { requestId: string }).requestId] : []));
+        // Requests cancelled while they waited never reached the server; the server never saw more than `concurrency`.
+        const cancelledWaiting = path.steps.flatMap((s, i) => {
+          const before = path.steps[i - 1]?.state as BackendSnapshot | undefined;
+          const id = (s.event as { requestId?: string }).requestId;
+          return s.event.type === 'infer.cancel' && before?.context.queue.foreground.some((e) => e.event.requestId === id) ? [id] : [];
+        });
         const served = fake.chatRequests.map((r) => String(r.body?.messages.at(-1)?.content));
-        expect(served.filter((id) => cancelled.includes(id))).toEqual([]);
+        expect(served.filter((id) => cancelledWaiting.includes(id))).toEqual([]);
         expect(fake.maxConcurrent).toBeLessThanOrEqual(concurrency);
         fake.resetStats();
         fake.maxConcurrent = 0;
       }
-    }, 60_000);
+    }, 90_000);
   });
 }
 
 // ---------------------------------------------------------------- health
 
-type HealthStepEvent =
-  | { type: 'xstate.done.actor.probe'; output: { healthMs: number; statusReport: null } }
-  | { type: 'xstate.error.actor.probe'; error: { reason: string } }
-  | { type: 'ping.measured'; latencyMs: number }
-  | { type: 'ping.failed' };
+const healthValue = (snapshot: HealthSnapshot): string => JSON.stringify(snapshot.value);
 
-const healthValue = (snapshot: Snapshot): string => JSON.stringify((snapshot.value as { health: unknown }).health);
-
-function healthEvents(snapshot: Snapshot): Array<HealthStepEvent | { type: string }> {
+function healthEvents(snapshot: HealthSnapshot): Array<{ type: string; [key: string]: unknown }> {
   const health = healthValue(snapshot);
-  const afterIn = (state: string) => ({ type: `xstate.after.healthInterval.backend.health.${state}.waiting` });
-  const fast = { type: 'xstate.done.actor.probe' as const, output: { healthMs: 1, statusReport: null } };
-  const slow = { type: 'xstate.done.actor.probe' as const, output: { healthMs: 500, statusReport: null } };
-  const failed = { type: 'xstate.error.actor.probe' as const, error: { reason: 'backend_unavailable' } };
+  const fast = { type: 'xstate.done.actor.probe', output: { healthMs: 1, statusReport: null } };
+  const slow = { type: 'xstate.done.actor.probe', output: { healthMs: 500, statusReport: null } };
+  const failed = { type: 'xstate.error.actor.probe', error: { reason: 'backend_unavailable' } };
   if (health.includes('probing') || health === '"unknown"') {
     // A slow probe can only make the rule ask for a ping once the baseline has settled.
     return snapshot.context.measures.samples >= 5 ? [fast, slow, failed] : [fast, failed];
   }
-  if (health === '{"up":"waiting"}') return [afterIn('up')];
-  if (health === '{"down":"waiting"}') return [afterIn('down')];
+  if (health === '{"up":"waiting"}') return [{ type: 'xstate.after.healthInterval.health.up.waiting' }];
+  if (health === '{"down":"waiting"}') return [{ type: 'xstate.after.healthInterval.health.down.waiting' }];
   if (health === '{"up":"pinging"}') return [{ type: 'ping.measured', latencyMs: 50 }, { type: 'ping.failed' }];
   return [];
 }
 
-const healthPaths = getShortestPaths(walkableBackendMachine, {
-  input: { name: 'walk', concurrency: 1, maxBackgroundWaitMs: 60_000, healthIntervalMs: 60_000 },
+const idleView = () => ({ busySlots: 0, waiting: 0, lastActivityAt: 0 });
+const healthPaths = getShortestPaths(walkableHealthMachine, {
+  input: { name: 'walk', healthIntervalMs: 60_000, backend: inertRequester, view: idleView },
   events: healthEvents as never,
-  serializeState: (snapshot) => `${healthValue(snapshot as Snapshot)}${Math.min((snapshot as Snapshot).context.measures.samples, 6)}`,
+  serializeState: (snapshot) => `${healthValue(snapshot as HealthSnapshot)}${Math.min((snapshot as HealthSnapshot).context.measures.samples, 6)}`,
 });
 
-describe(`health region: ${healthPaths.length} shortest paths`, () => {
+describe(`health machine: ${healthPaths.length} shortest paths`, () => {
   it('reaches every health state', () => {
-    const states = new Set(healthPaths.flatMap((p) => p.steps.map((s) => healthValue(s.state as Snapshot))));
+    const states = new Set(healthPaths.flatMap((p) => p.steps.map((s) => healthValue(s.state as HealthSnapshot))));
     expect([...states].sort()).toEqual(
       ['"unknown"', '{"down":"probing"}', '{"down":"waiting"}', '{"up":"pinging"}', '{"up":"probing"}', '{"up":"waiting"}'].sort(),
     );
@@ -185,15 +221,16 @@ describe(`health region: ${healthPaths.length} shortest paths`, () => {
   // Shortest paths reach `pinging` once; its two ways out are walked by extending that path.
   const walks = healthPaths
     .filter((p) => p.steps.length > 1)
-    .map((p) => ({ events: p.steps.map((s) => s.event as { type: string }), expected: p.steps.map((s) => healthValue(s.state as Snapshot)) }));
+    .map((p) => ({ events: p.steps.map((s) => s.event as { type: string }), expected: p.steps.map((s) => healthValue(s.state as HealthSnapshot)) }));
   const pinging = walks.find((w) => w.expected.at(-1) === '{"up":"pinging"}');
-  for (const event of [{ type: 'ping.measured', latencyMs: 50 }, { type: 'ping.failed' }]) {
+  for (const event of [{ type: 'ping.measured' }, { type: 'ping.failed' }]) {
     if (pinging) walks.push({ events: [...pinging.events, event], expected: [...pinging.expected, '{"up":"waiting"}'] });
   }
 
   for (const { events, expected } of walks) {
     it(`${events.at(-1)?.type}: ${expected.join(' → ')}`, async () => {
       const visited: string[] = [];
+      fake.resetStats();
       arrange(events[1]);
       const actor = realBackend(1, 25, (snapshot) => {
         const value = healthValue(snapshot);
@@ -202,6 +239,8 @@ describe(`health region: ${healthPaths.length} shortest paths`, () => {
         arrange(events[visited.length]); // the step after the one just reached
       }).start();
       await until(() => visited.length >= expected.length, 5_000, expected.join(' → '));
+      // The ping is a real request through the mailbox: the fake sees it.
+      if (expected.includes('{"up":"pinging"}')) await until(() => fake.chatRequests.length > 0, 2_000, 'the ping at the fake');
       actor.stop();
       expect(visited.slice(0, expected.length)).toEqual(expected);
       fake.modelsFault = null;

@@ -1,10 +1,20 @@
-import { assign, emit, enqueueActions, fromCallback, fromPromise, not, setup, type ActorRefFrom, type AnyActorRef, type AnyEventObject } from 'xstate';
-import type { BackendStatusReport } from '../actors/inference/types.js';
-import type { InferCancelEvent, InferRequestEvent, BackendReply } from './backend-protocol.js';
-import { inferenceSlotMachine, type SlotReleasedEvent, type SlotRunEvent } from './inference-slot-machine.js';
-import { INITIAL_MEASURES, updateBaseline, wantsInferencePing, type HealthMeasures } from './load-estimate.js';
-import { planDispatch, type MailboxPlan, type RunningRequest } from './mailbox-plan.js';
-import { EMPTY_QUEUE, enqueueRequest, removeRequest, type RequestQueue } from './request-queue.js';
+import { assign, emit, enqueueActions, fromCallback, setup, type ActorRefFrom, type AnyActorRef, type AnyEventObject } from 'xstate';
+import type { BackendReply, InferCancelEvent, InferRequestEvent } from './backend-protocol.js';
+import { healthMachine, type HealthChangedEvent, type MailboxView } from './health-machine.js';
+import {
+  countBusySlots,
+  mailboxStatus,
+  planDispatch,
+  planRelease,
+  settledReply,
+  slotOf,
+  type CallCommand,
+  type CallEvent,
+  type MailboxPlan,
+  type MailboxState,
+  type Slot,
+} from './mailbox-plan.js';
+import { EMPTY_QUEUE, enqueueRequest, queueSize, removeRequest } from './request-queue.js';
 
 /** Static settings of one backend actor. */
 export interface BackendMachineInput {
@@ -14,81 +24,89 @@ export interface BackendMachineInput {
   healthIntervalMs: number;
 }
 
-export interface BackendContext extends BackendMachineInput {
-  queue: RequestQueue;
-  /** The `concurrency` slot actors, spawned once; a request is served by sending it to a free one. */
-  slots: ReadonlyArray<ActorRefFrom<typeof inferenceSlotMachine>>;
-  freeSlots: readonly number[];
-  running: ReadonlyMap<string, RunningRequest>;
-  measures: HealthMeasures;
-  /** Last time a stream of this backend made progress (epoch ms): proof of life between probes. */
-  lastActivityAt: number;
-  /** Sanitized reason of the last failed probe. */
-  lastProbeError: string | null;
+/** Input of a slot's `callBackend` actor. */
+export interface CallBackendInput {
+  slot: number;
 }
-
-/** What the `probeBackend` actor measures. */
-export interface ProbeOutput {
-  healthMs: number;
-  statusReport: BackendStatusReport | null;
-}
-
-/** Input of the `probeBackend` actor. */
-export interface ProbeInput {
-  name: string;
-}
-
-/** Input of the `inferencePing` actor: it is a requester of its own backend, at background priority. */
-export interface PingInput {
-  backend: AnyActorRef;
-}
-
-/** What the ping measured: the latency of a one-token completion, or null when it failed. */
-export type PingEvent = { type: 'ping.measured'; latencyMs: number } | { type: 'ping.failed' };
 
 /** Messages to the `requesterWatcher` actor. */
 export type WatcherCommand = { type: 'watch'; requestId: string; ref: AnyActorRef } | { type: 'unwatch'; requestId: string };
 
-/** Emitted to subscribers (`actor.on(...)`) when the backend's liveness changes. */
+export interface BackendContext extends BackendMachineInput, MailboxState {
+  /** One long-lived call actor per slot: a slot costs no actor per request. */
+  calls: readonly AnyActorRef[];
+  health: ActorRefFrom<typeof healthMachine>;
+  /** Last time a stream made progress (epoch ms): proof of life between probes. */
+  lastActivityAt: number;
+}
+
+/** Emitted to subscribers (`actor.on(...)`) when the backend's liveness changes, once per change. */
 export type BackendEmitted =
   | { type: 'backend.up'; name: string; healthMs: number }
   | { type: 'backend.down'; name: string; reason: string };
 
-export type BackendEvent =
-  | InferRequestEvent
-  | InferCancelEvent
-  | SlotReleasedEvent
-  | PingEvent
-  | { type: 'backend.activity' };
+export type BackendEvent = InferRequestEvent | InferCancelEvent | CallEvent | HealthChangedEvent;
+
+/** What the health machine reads of the mailbox. */
+export function mailboxView(context: BackendContext): MailboxView {
+  return { busySlots: countBusySlots(context), waiting: queueSize(context.queue), lastActivityAt: context.lastActivityAt };
+}
 
 /** The two things `applyPlan` needs of an `enqueueActions` enqueuer. */
 interface PlanEnqueuer {
-  assign(values: Pick<BackendContext, 'queue' | 'running' | 'freeSlots'>): void;
+  assign(values: Pick<BackendContext, 'queue' | 'slots'>): void;
   sendTo(to: AnyActorRef, event: AnyEventObject): void;
 }
 
-/** Applies a mailbox plan: one assign (when anything changed), then the slot runs and the notices. */
-function applyPlan(enqueue: PlanEnqueuer, context: BackendContext, plan: MailboxPlan, changed = false): void {
-  if (changed || plan.state.queue !== context.queue || plan.runs.length > 0) {
-    enqueue.assign({ queue: plan.state.queue, running: plan.state.running, freeSlots: plan.state.freeSlots });
+/** Applies a mailbox plan: one assign, then the calls to start or abort and the replies to requesters. */
+function applyPlan(enqueue: PlanEnqueuer, context: BackendContext, plan: MailboxPlan): void {
+  if (plan.state.queue !== context.queue || plan.state.slots !== context.slots) {
+    enqueue.assign({ queue: plan.state.queue, slots: plan.state.slots });
   }
-  for (const run of plan.runs) {
-    const slot = context.slots[run.slot];
-    if (slot) enqueue.sendTo(slot, run.event);
+  for (const { to, event } of plan.out) {
+    const target = typeof to === 'number' ? context.calls[to] : to;
+    if (target) enqueue.sendTo(target, event);
   }
-  for (const notice of plan.notices) enqueue.sendTo(notice.to, notice.event);
+}
+
+type MailboxStatus = ReturnType<typeof mailboxStatus>;
+
+/**
+ * The mailbox status after an event, predicted from the context before it so that the transition can
+ * name its target (cheaper than eventless transitions, and the diagram shows every edge). Invariant used:
+ * requests only wait when no slot is idle, so a request that arrives takes a slot if one is idle, and a
+ * settled call's slot is refilled at once when anything waits.
+ */
+function statusAfter(context: BackendContext, event: BackendEvent): MailboxStatus {
+  let busy = countBusySlots(context);
+  if (event.type === 'infer.request') {
+    const status = event.replyTo.getSnapshot().status;
+    const alive = status !== 'stopped' && status !== 'done' && status !== 'error';
+    if (alive && busy < context.slots.length) busy++;
+  } else if (event.type === 'call.done' || event.type === 'call.failed') {
+    const slot = context.slots[event.slot];
+    const settles = slot !== undefined && slot.status !== 'idle' && slot.requestId === event.requestId;
+    if (settles && queueSize(context.queue) === 0) busy--;
+  }
+  return busy === 0 ? 'idle' : busy === context.slots.length ? 'saturated' : 'serving';
+}
+
+/** The three ways an event that may change the mailbox status can go, each running the same action. */
+function routed(action: 'acceptRequest' | 'settleCall') {
+  return [
+    { guard: { type: 'leadsTo' as const, params: { status: 'idle' as const } }, target: '.idle', actions: action },
+    { guard: { type: 'leadsTo' as const, params: { status: 'serving' as const } }, target: '.serving', actions: action },
+    { target: '.saturated', actions: action },
+  ];
 }
 
 /**
- * One inference backend as an actor, in two parallel regions.
+ * One inference backend as an actor: a mailbox that serializes inference, with a health sub-machine.
  *
- * `mailbox` serializes inference: requests wait in an explicit queue (foreground before background, with
- * aging) and each one served goes to one of `concurrency` long-lived `inferenceSlot` children. Its states say
- * how full the slots are: `idle`, `serving` (a slot free), `saturated` (every slot taken, running or draining).
- *
- * `health` probes the server every `healthInterval`: `unknown` until the first answer, then `up` or
- * `down`; while `up` it may ping the model itself (`pinging`) when the hybrid load rule asks for it.
- * Changes of liveness are emitted as `backend.up` / `backend.down`.
+ * Requests wait in an explicit queue (foreground before background, with aging) and are served in
+ * `concurrency` slots, each `idle`, `running` or `draining` (an aborted request still settling). The
+ * machine's own states say how full the slots are: `idle`, `serving` (a slot free) or `saturated`.
+ * Every mailbox change is computed by the pure functions of `mailbox-plan.ts` and applied in one step.
  */
 export const backendMachine = setup({
   types: {
@@ -98,43 +116,18 @@ export const backendMachine = setup({
     emitted: {} as BackendEmitted,
   },
   actors: {
-    inferenceSlot: inferenceSlotMachine,
-    // The three below are supplied by the runtime through `.provide()`.
-    probeBackend: fromPromise<ProbeOutput, ProbeInput>(async () => {
-      throw new Error('probeBackend is not provided');
-    }),
-    inferencePing: fromCallback<BackendReply, PingInput>(() => {
-      throw new Error('inferencePing is not provided');
+    health: healthMachine,
+    // Supplied by the runtime through `.provide()`.
+    callBackend: fromCallback<CallCommand, CallBackendInput>(() => {
+      throw new Error('callBackend is not provided');
     }),
     requesterWatcher: fromCallback<WatcherCommand>(() => {
       throw new Error('requesterWatcher is not provided');
     }),
   },
-  delays: {
-    healthInterval: ({ context }) => context.healthIntervalMs,
-  },
   guards: {
-    hasRunning: ({ context }) => context.running.size > 0,
-    allSlotsTaken: ({ context }) => context.freeSlots.length === 0,
-    /** The hybrid rule wants a ping and it would not stand in front of anyone's work. */
-    pingWanted: ({ context, event }) => {
-      if (!('output' in event)) return false;
-      const output = event.output as ProbeOutput;
-      // Judged against the baseline with this sample folded in, as recordProbe is about to store it.
-      const measures = {
-        ...context.measures,
-        ...updateBaseline(context.measures, output.healthMs),
-        healthMs: output.healthMs,
-        statusReport: output.statusReport,
-      };
-      return wantsInferencePing(measures, Date.now()) && context.running.size === 0 && context.queue.foreground.length === 0;
-    },
-    /**
-     * A stream made progress lately (within a health interval, and never less than a few of the streams'
-     * 1 s progress reports): the server is alive even if a probe failed.
-     */
-    streamInProgress: ({ context }) =>
-      context.running.size > 0 && Date.now() - context.lastActivityAt < Math.max(context.healthIntervalMs, 2_500),
+    /** The status the mailbox will have once this event is applied (only requests and settled calls change it). */
+    leadsTo: ({ context, event }, params: { status: MailboxStatus }) => statusAfter(context, event) === params.status,
   },
   actions: {
     /** Enqueue a request (and watch its requester), and serve it at once when a slot is free. */
@@ -145,7 +138,8 @@ export const backendMachine = setup({
       if (status === 'stopped' || status === 'done' || status === 'error') return;
       enqueue.sendTo('watcher', { type: 'watch', requestId: event.requestId, ref: event.replyTo } satisfies WatcherCommand);
       const now = Date.now();
-      applyPlan(enqueue, context, planDispatch({ ...context, queue: enqueueRequest(context.queue, event, now) }, now, context.maxBackgroundWaitMs));
+      const queue = enqueueRequest(context.queue, event, now);
+      applyPlan(enqueue, context, planDispatch({ queue, slots: context.slots }, now, context.maxBackgroundWaitMs));
     }),
     /** A waiting request leaves the queue without reaching the server; a running one is aborted (draining). */
     cancelRequest: enqueueActions(({ context, event, enqueue }) => {
@@ -154,147 +148,82 @@ export const backendMachine = setup({
       if (removed) {
         enqueue.sendTo(removed.event.replyTo, { type: 'infer.cancelled', requestId: event.requestId } satisfies BackendReply);
         enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
-        applyPlan(enqueue, context, planDispatch({ ...context, queue }, Date.now(), context.maxBackgroundWaitMs), true);
+        applyPlan(enqueue, context, planDispatch({ queue, slots: context.slots }, Date.now(), context.maxBackgroundWaitMs));
         return;
       }
-      const running = context.running.get(event.requestId);
-      const slot = running && context.slots[running.slot];
-      if (slot) enqueue.sendTo(slot, { type: 'slot.cancel', requestId: event.requestId });
+      const index = slotOf(context, event.requestId);
+      const slot = context.slots[index];
+      if (!slot || slot.status !== 'running') return;
+      const slots = context.slots.with(index, { ...slot, status: 'draining' });
+      applyPlan(enqueue, context, {
+        state: { queue: context.queue, slots },
+        out: [
+          { to: index, event: { type: 'call.abort', requestId: event.requestId } },
+          { to: slot.replyTo, event: { type: 'infer.cancelled', requestId: event.requestId } },
+        ],
+      });
     }),
-    /** A slot's request has settled (completed, failed, or drained after a cancel): serve the next one. */
-    releaseSlot: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== 'slot.released') return;
-      enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
-      const running = new Map(context.running);
-      running.delete(event.requestId);
-      const freed = { queue: context.queue, running, freeSlots: [...context.freeSlots, event.slot] };
-      applyPlan(enqueue, context, planDispatch(freed, Date.now(), context.maxBackgroundWaitMs), true);
+    recordFirstByte: assign(({ context, event }) => {
+      if (event.type !== 'call.firstByte') return {};
+      const slot = context.slots[event.slot];
+      if (!slot || slot.status !== 'running' || slot.requestId !== event.requestId) return {};
+      const slots: readonly Slot[] = context.slots.with(event.slot, { ...slot, firstByteAt: event.at });
+      return { slots, lastActivityAt: Date.now() };
     }),
     noteActivity: assign({ lastActivityAt: () => Date.now() }),
-    recordProbe: assign(({ context, event }) => {
-      const output = (event as unknown as { output: ProbeOutput }).output;
-      const measures: HealthMeasures = {
-        ...context.measures,
-        ...updateBaseline(context.measures, output.healthMs),
-        healthMs: output.healthMs,
-        statusReport: output.statusReport,
-      };
-      return { measures, lastProbeError: null };
+    /** A call settled: answer the requester (unless it was cancelled), free the slot, serve the next. */
+    settleCall: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'call.done' && event.type !== 'call.failed') return;
+      const slot = context.slots[event.slot];
+      if (!slot || slot.status === 'idle' || slot.requestId !== event.requestId) return;
+      const out = slot.status === 'running' ? [{ to: slot.replyTo, event: settledReply(slot, event) }] : [];
+      enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
+      applyPlan(enqueue, context, planRelease(context, event.slot, Date.now(), context.maxBackgroundWaitMs, out));
     }),
-    recordProbeFailure: assign({
-      lastProbeError: ({ event }) => {
-        const error = (event as unknown as { error: unknown }).error;
-        const reason = typeof error === 'object' && error !== null && 'reason' in error ? String(error.reason) : 'backend_unavailable';
-        return reason;
-      },
-    }),
-    recordPingAttempt: assign({ measures: ({ context }) => ({ ...context.measures, pingAttemptAt: Date.now() }) }),
-    recordPing: assign({
-      measures: ({ context, event }) =>
-        event.type === 'ping.measured'
-          ? { ...context.measures, inferenceMs: event.latencyMs, inferenceAt: Date.now() }
-          : context.measures,
-    }),
-    emitUp: emit(({ context }) => ({ type: 'backend.up' as const, name: context.name, healthMs: context.measures.healthMs })),
-    emitDown: emit(({ context }) => ({
+    emitUp: emit(({ context, event }) => ({
+      type: 'backend.up' as const,
+      name: context.name,
+      healthMs: event.type === 'health.up' ? event.healthMs : 0,
+    })),
+    emitDown: emit(({ context, event }) => ({
       type: 'backend.down' as const,
       name: context.name,
-      reason: context.lastProbeError ?? 'backend_unavailable',
+      reason: event.type === 'health.down' ? event.reason : 'backend_unavailable',
     })),
   },
 }).createMachine({
   id: 'backend',
-  type: 'parallel',
-  context: ({ input, spawn }) => ({
+  context: ({ input, spawn, self }) => ({
     ...input,
     queue: EMPTY_QUEUE,
-    slots: Array.from({ length: input.concurrency }, (_, slot) => spawn('inferenceSlot', { id: `slot:${slot}`, input: { slot } })),
-    freeSlots: Array.from({ length: input.concurrency }, (_, slot) => slot),
-    running: new Map(),
-    measures: INITIAL_MEASURES,
+    slots: Array.from({ length: input.concurrency }, (): Slot => ({ status: 'idle' })),
+    calls: Array.from({ length: input.concurrency }, (_, slot) => spawn('callBackend', { id: `call:${slot}`, input: { slot } })),
+    health: spawn('health', {
+      id: 'health',
+      input: {
+        name: input.name,
+        healthIntervalMs: input.healthIntervalMs,
+        backend: self,
+        view: () => mailboxView(self.getSnapshot().context as BackendContext),
+      },
+    }),
     lastActivityAt: 0,
-    lastProbeError: null,
   }),
   invoke: { id: 'watcher', src: 'requesterWatcher' },
+  on: {
+    'infer.request': routed('acceptRequest'),
+    'infer.cancel': { actions: 'cancelRequest' },
+    'call.firstByte': { actions: 'recordFirstByte' },
+    'call.progress': { actions: 'noteActivity' },
+    'call.done': routed('settleCall'),
+    'call.failed': routed('settleCall'),
+    'health.up': { actions: 'emitUp' },
+    'health.down': { actions: 'emitDown' },
+  },
+  initial: 'idle',
   states: {
-    mailbox: {
-      initial: 'idle',
-      on: {
-        'infer.request': { actions: 'acceptRequest' },
-        'infer.cancel': { actions: 'cancelRequest' },
-        'slot.released': { actions: 'releaseSlot' },
-        'backend.activity': { actions: 'noteActivity' },
-      },
-      states: {
-        idle: { always: { guard: 'hasRunning', target: 'serving' } },
-        serving: {
-          always: [
-            { guard: 'allSlotsTaken', target: 'saturated' },
-            { guard: not('hasRunning'), target: 'idle' },
-          ],
-        },
-        saturated: { always: { guard: not('allSlotsTaken'), target: 'serving' } },
-      },
-    },
-    health: {
-      initial: 'unknown',
-      states: {
-        unknown: {
-          invoke: {
-            id: 'probe',
-            src: 'probeBackend',
-            input: ({ context }) => ({ name: context.name }),
-            onDone: { target: 'up', actions: 'recordProbe' },
-            onError: { target: 'down', actions: 'recordProbeFailure' },
-          },
-        },
-        up: {
-          entry: 'emitUp',
-          initial: 'waiting',
-          states: {
-            waiting: { after: { healthInterval: 'probing' } },
-            probing: {
-              invoke: {
-                id: 'probe',
-                src: 'probeBackend',
-                input: ({ context }) => ({ name: context.name }),
-                onDone: [
-                  { guard: 'pingWanted', target: 'pinging', actions: 'recordProbe' },
-                  { target: 'waiting', actions: 'recordProbe' },
-                ],
-                onError: [
-                  { guard: 'streamInProgress', target: 'waiting' },
-                  { target: '#backend.health.down', actions: 'recordProbeFailure' },
-                ],
-              },
-            },
-            pinging: {
-              entry: 'recordPingAttempt',
-              invoke: { id: 'ping', src: 'inferencePing', input: ({ self }) => ({ backend: self }) },
-              on: {
-                'ping.measured': { target: 'waiting', actions: 'recordPing' },
-                'ping.failed': 'waiting',
-              },
-            },
-          },
-        },
-        down: {
-          entry: 'emitDown',
-          initial: 'waiting',
-          states: {
-            waiting: { after: { healthInterval: 'probing' } },
-            probing: {
-              invoke: {
-                id: 'probe',
-                src: 'probeBackend',
-                input: ({ context }) => ({ name: context.name }),
-                onDone: { target: '#backend.health.up', actions: 'recordProbe' },
-                onError: { target: 'waiting', actions: 'recordProbeFailure' },
-              },
-            },
-          },
-        },
-      },
-    },
+    idle: {},
+    serving: {},
+    saturated: {},
   },
 });

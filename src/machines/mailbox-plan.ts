@@ -1,64 +1,106 @@
 import type { AnyActorRef } from 'xstate';
-import type { BackendReply, InferRequestEvent } from './backend-protocol.js';
-import type { SlotRunEvent } from './inference-slot-machine.js';
+import type { ChatRequest, ChatResult } from '../actors/inference/types.js';
+import type { ErrorInfo } from '../errors.js';
+import type { BackendReply, InferRequestEvent, RequestKind } from './backend-protocol.js';
 import { queuePositions, takeNext, type RequestQueue } from './request-queue.js';
 
-/** A request a slot is serving (running or draining). */
-export interface RunningRequest {
-  requestId: string;
-  slot: number;
-  replyTo: AnyActorRef;
-  priority: InferRequestEvent['priority'];
-}
+/**
+ * One of a backend's `concurrency` slots. `running` serves a request; `draining` holds the slot while an
+ * aborted request settles, so the next request never overlaps it on a single-slot server.
+ */
+export type Slot =
+  | { status: 'idle' }
+  | {
+      status: 'running' | 'draining';
+      requestId: string;
+      replyTo: AnyActorRef;
+      /** `performance.now()` times, for the reply's timing. */
+      enqueuedAt: number;
+      startedAt: number;
+      firstByteAt: number | null;
+    };
+
+/** A slot that holds a request. */
+export type BusySlot = Exclude<Slot, { status: 'idle' }>;
 
 /** The part of a backend's context the mailbox owns. */
 export interface MailboxState {
   queue: RequestQueue;
-  freeSlots: readonly number[];
-  running: ReadonlyMap<string, RunningRequest>;
+  slots: readonly Slot[];
 }
 
-/** What a mailbox change decides: the new state, the requests to hand to slots, the notices to requesters. */
+/** Commands to a slot's `callBackend` actor, which performs one HTTP call at a time. */
+export type CallCommand =
+  | { type: 'call.start'; requestId: string; kind: RequestKind; request: ChatRequest; replyTo: AnyActorRef }
+  | { type: 'call.abort'; requestId: string };
+
+/** What a slot's `callBackend` actor reports, each naming its slot and request. */
+export type CallEvent =
+  | { type: 'call.firstByte'; slot: number; requestId: string; at: number }
+  | { type: 'call.progress'; slot: number; requestId: string }
+  | { type: 'call.done'; slot: number; requestId: string; result: ChatResult; at: number }
+  | { type: 'call.failed'; slot: number; requestId: string; error: ErrorInfo };
+
+/** A message the machine sends as a consequence of a mailbox change. */
+export interface Outgoing {
+  /** A slot index (its call actor) or an actor. */
+  to: number | AnyActorRef;
+  event: CallCommand | BackendReply;
+}
+
 export interface MailboxPlan {
   state: MailboxState;
-  runs: Array<{ slot: number; event: SlotRunEvent }>;
-  notices: Array<{ to: AnyActorRef; event: BackendReply }>;
+  out: Outgoing[];
+}
+
+/** How full the slots are: the mailbox's state name. */
+export function mailboxStatus(state: MailboxState): 'idle' | 'serving' | 'saturated' {
+  let busy = 0;
+  for (const slot of state.slots) if (slot.status !== 'idle') busy++;
+  if (busy === 0) return 'idle';
+  return busy === state.slots.length ? 'saturated' : 'serving';
+}
+
+export function countBusySlots(state: MailboxState): number {
+  let busy = 0;
+  for (const slot of state.slots) if (slot.status !== 'idle') busy++;
+  return busy;
+}
+
+/** Finds the slot serving a request (running or draining). */
+export function slotOf(state: MailboxState, requestId: string): number {
+  return state.slots.findIndex((slot) => slot.status !== 'idle' && slot.requestId === requestId);
 }
 
 /**
- * Fills free slots from the queue and tells every waiting requester whose place changed. Pure: the machine
+ * Fills idle slots from the queue and tells every waiting requester whose place changed. Pure: the machine
  * applies the plan with one assign and its sends, so each mailbox event is a single cheap transition.
  */
-export function planDispatch(state: MailboxState, now: number, maxBackgroundWaitMs: number): MailboxPlan {
-  const plan: MailboxPlan = { state, runs: [], notices: [] };
+export function planDispatch(state: MailboxState, now: number, maxBackgroundWaitMs: number, out: Outgoing[] = []): MailboxPlan {
   const waiting = state.queue.foreground.length + state.queue.background.length;
-  if (waiting === 0 || state.freeSlots.length === 0) return plan;
+  if (waiting === 0 || !state.slots.some((slot) => slot.status === 'idle')) return { state, out };
 
   const before = waiting > 1 ? queuePositions(state.queue, now, maxBackgroundWaitMs) : undefined;
   let queue = state.queue;
-  const freeSlots = [...state.freeSlots];
-  const running = new Map(state.running);
+  const slots = [...state.slots];
   const perfNow = performance.now();
-  while (freeSlots.length > 0) {
+  for (let index = 0; index < slots.length; index++) {
+    if (slots[index]?.status !== 'idle') continue;
     const taken = takeNext(queue, now, maxBackgroundWaitMs);
     if (!taken.next) break;
     queue = taken.queue;
-    const { event, enqueuedAt } = taken.next;
-    const slot = freeSlots.shift() as number;
-    running.set(event.requestId, { requestId: event.requestId, slot, replyTo: event.replyTo, priority: event.priority });
-    plan.runs.push({
-      slot,
-      event: {
-        type: 'slot.run',
-        requestId: event.requestId,
-        kind: event.kind,
-        request: event.request,
-        replyTo: event.replyTo,
-        enqueuedAt: perfNow - (now - enqueuedAt),
-      },
-    });
+    const { event } = taken.next;
+    slots[index] = {
+      status: 'running',
+      requestId: event.requestId,
+      replyTo: event.replyTo,
+      enqueuedAt: perfNow - (now - taken.next.enqueuedAt),
+      startedAt: perfNow,
+      firstByteAt: null,
+    };
+    out.push({ to: event.replyTo, event: { type: 'infer.started', requestId: event.requestId } });
+    out.push({ to: index, event: { type: 'call.start', requestId: event.requestId, kind: event.kind, request: event.request, replyTo: event.replyTo } });
   }
-  plan.state = { queue, freeSlots, running };
 
   if (queue.foreground.length + queue.background.length > 0) {
     const after = queuePositions(queue, now, maxBackgroundWaitMs);
@@ -66,9 +108,33 @@ export function planDispatch(state: MailboxState, now: number, maxBackgroundWait
       const { requestId, replyTo } = entry.event;
       const position = after.get(requestId);
       if (position !== undefined && before?.get(requestId) !== position) {
-        plan.notices.push({ to: replyTo, event: { type: 'infer.queued', requestId, position } });
+        out.push({ to: replyTo, event: { type: 'infer.queued', requestId, position } });
       }
     }
   }
-  return plan;
+  return { state: { queue, slots }, out };
 }
+
+/** Frees a slot and serves the next request in it. */
+export function planRelease(state: MailboxState, index: number, now: number, maxBackgroundWaitMs: number, out: Outgoing[] = []): MailboxPlan {
+  const slots = [...state.slots];
+  slots[index] = { status: 'idle' };
+  return planDispatch({ queue: state.queue, slots }, now, maxBackgroundWaitMs, out);
+}
+
+/** The `infer.*` reply that ends a request whose call settled while it was running. */
+export function settledReply(slot: BusySlot, event: Extract<CallEvent, { type: 'call.done' | 'call.failed' }>): BackendReply {
+  if (event.type === 'call.failed') return { type: 'infer.error', requestId: slot.requestId, error: event.error };
+  return {
+    type: 'infer.done',
+    requestId: slot.requestId,
+    result: event.result,
+    timing: {
+      queuedMs: slot.startedAt - slot.enqueuedAt,
+      firstByteMs: slot.firstByteAt === null ? null : slot.firstByteAt - slot.startedAt,
+      totalMs: event.at - slot.startedAt,
+    },
+  };
+}
+
+export type { InferRequestEvent };

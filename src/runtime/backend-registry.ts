@@ -5,6 +5,7 @@ import type { InferenceClient } from '../actors/inference/types.js';
 import type { BackendConfig } from '../config/config-schema.js';
 import type { backendMachine } from '../machines/backend-machine.js';
 import { estimateLoad, type LoadLevel, type LoadSource } from '../machines/load-estimate.js';
+import { countBusySlots } from '../machines/mailbox-plan.js';
 import { queueSize } from '../machines/request-queue.js';
 import { provideBackendMachine } from './provide-backend-machine.js';
 
@@ -27,12 +28,12 @@ export interface BackendRegistryDeps {
 
 /** Reads the liveness, load and queue of a backend actor's current snapshot. */
 export function readBackendStatus(actor: BackendActor, now = Date.now()): BackendStatus {
-  const snapshot = actor.getSnapshot();
-  const health = (snapshot.value as { health: string | Record<string, unknown> }).health;
-  const state = typeof health === 'string' ? 'unknown' : 'up' in health ? 'up' : 'down';
-  const queue = { waiting: queueSize(snapshot.context.queue), running: snapshot.context.running.size };
-  const { load, source } = estimateLoad(snapshot.context.measures, queue, now);
-  return { state, load, source, queue, healthMs: snapshot.context.measures.healthMs };
+  const { context } = actor.getSnapshot();
+  const health = context.health.getSnapshot();
+  const state = health.matches('up') ? 'up' : health.matches('down') ? 'down' : 'unknown';
+  const queue = { waiting: queueSize(context.queue), running: countBusySlots(context) };
+  const { load, source } = estimateLoad(health.context.measures, queue, now);
+  return { state, load, source, queue, healthMs: health.context.measures.healthMs };
 }
 
 /**

@@ -1,9 +1,19 @@
 import { createActor, fromCallback, fromPromise } from 'xstate';
-import { backendMachine, type PingInput, type ProbeInput, type ProbeOutput, type WatcherCommand } from '../../src/machines/backend-machine.js';
+import { backendMachine, type CallBackendInput, type WatcherCommand } from '../../src/machines/backend-machine.js';
 import type { BackendReply } from '../../src/machines/backend-protocol.js';
-import { inferenceSlotMachine } from '../../src/machines/inference-slot-machine.js';
+import { healthMachine, type PingInput, type ProbeInput, type ProbeOutput } from '../../src/machines/health-machine.js';
+import type { CallCommand } from '../../src/machines/mailbox-plan.js';
 
 const noop = (): void => {};
+
+/** The health machine with inert implementations, for walking its graph. */
+export const walkableHealthMachine = healthMachine.provide({
+  actors: {
+    probeBackend: fromPromise<ProbeOutput, ProbeInput>(() => new Promise<ProbeOutput>(noop)),
+    inferencePing: fromCallback<BackendReply, PingInput>(noop),
+  },
+  actions: { reportUp: noop, reportDown: noop },
+});
 
 /**
  * The backend machine with inert implementations, for walking its graph: nothing runs, nothing is sent
@@ -11,13 +21,9 @@ const noop = (): void => {};
  */
 export const walkableBackendMachine = backendMachine.provide({
   actors: {
-    inferenceSlot: inferenceSlotMachine.provide({
-      actors: { callBackend: fromCallback(noop) },
-      actions: { reportActivity: noop, releaseCompleted: noop, releaseFailed: noop, releaseCancelled: noop },
-    }),
-    probeBackend: fromPromise<ProbeOutput, ProbeInput>(() => new Promise<ProbeOutput>(noop)),
-    inferencePing: fromCallback<BackendReply, PingInput>(noop),
+    callBackend: fromCallback<CallCommand, CallBackendInput>(noop),
     requesterWatcher: fromCallback<WatcherCommand>(noop),
+    health: walkableHealthMachine,
   },
 });
 

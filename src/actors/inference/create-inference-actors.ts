@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { fromCallback, fromPromise, type AnyActorRef, type Subscription } from 'xstate';
 import { BackendUnavailableError, CancelledError, toErrorInfo } from '../../errors.js';
 import type { BackendReply, InferCancelEvent, InferRequestEvent } from '../../machines/backend-protocol.js';
-import type { PingEvent, PingInput, ProbeInput, ProbeOutput, WatcherCommand } from '../../machines/backend-machine.js';
-import type { CallCommand, CallEvent } from '../../machines/inference-slot-machine.js';
+import type { CallBackendInput, WatcherCommand } from '../../machines/backend-machine.js';
+import type { PingEvent, PingInput, ProbeInput, ProbeOutput } from '../../machines/health-machine.js';
+import type { CallCommand, CallEvent } from '../../machines/mailbox-plan.js';
 import type { InferenceClient } from './types.js';
 
 export interface InferenceActorsDeps {
@@ -12,6 +13,8 @@ export interface InferenceActorsDeps {
   probeTimeoutMs: number;
   /** Upper bound on one inference ping; a ping that takes this long counts as this latency. */
   pingTimeoutMs?: number;
+  /** How long an aborted call may take to settle before its slot is freed anyway. */
+  drainGraceMs?: number;
 }
 
 /** Streams report progress to their backend at most this often (proof of life for the health region). */
@@ -21,32 +24,39 @@ const PROGRESS_EVERY_MS = 1_000;
  * The side-effecting actors of a backend machine, closed over one backend's client. The machine names them;
  * this factory is the only place that does I/O, always with the actor's abort signal.
  */
-export function createInferenceActors({ client, probeTimeoutMs, pingTimeoutMs = 30_000 }: InferenceActorsDeps) {
+export function createInferenceActors({ client, probeTimeoutMs, pingTimeoutMs = 30_000, drainGraceMs = 10_000 }: InferenceActorsDeps) {
   /**
    * A slot's HTTP calls, one at a time: `call.start` begins one, `call.abort` aborts it; chunks go straight
-   * to the requester, the outcome back to the slot. Long-lived so that a slot costs no actor per request
-   * and an aborted call can still report when it has settled (the slot's `draining` state).
+   * to the requester, the outcome back to the backend. Long-lived so that a slot costs no actor per
+   * request and an aborted call can still report when it has settled (the slot is `draining` until then).
    */
-  const callBackend = fromCallback<CallCommand>(({ sendBack, receive }) => {
-    let current: { requestId: string; controller: AbortController; settled: boolean } | null = null;
+  const callBackend = fromCallback<CallCommand, CallBackendInput>(({ input, sendBack, receive }) => {
+    const { slot } = input;
+    let current: { requestId: string; controller: AbortController; settled: boolean; drainTimer?: NodeJS.Timeout } | null = null;
+
+    const settle = (call: NonNullable<typeof current>, event: CallEvent): void => {
+      if (call.settled) return;
+      call.settled = true;
+      clearTimeout(call.drainTimer);
+      sendBack(event);
+    };
 
     const start = (command: Extract<CallCommand, { type: 'call.start' }>): void => {
       const { requestId, replyTo } = command;
-      const call = { requestId, controller: new AbortController(), settled: false };
+      const call: NonNullable<typeof current> = { requestId, controller: new AbortController(), settled: false };
       current = call;
-      let forwarding = true;
       let sawFirstByte = false;
       let lastProgress = 0;
       const onContent = (text: string): void => {
-        if (!forwarding || call.controller.signal.aborted) return;
+        if (call.settled || call.controller.signal.aborted) return;
         const now = performance.now();
         if (!sawFirstByte) {
           sawFirstByte = true;
           lastProgress = now;
-          sendBack({ type: 'call.firstByte', requestId, at: now } satisfies CallEvent);
+          sendBack({ type: 'call.firstByte', slot, requestId, at: now } satisfies CallEvent);
         } else if (now - lastProgress >= PROGRESS_EVERY_MS) {
           lastProgress = now;
-          sendBack({ type: 'call.progress', requestId } satisfies CallEvent);
+          sendBack({ type: 'call.progress', slot, requestId } satisfies CallEvent);
         }
         replyTo.send({ type: 'infer.chunk', requestId, text } satisfies BackendReply);
       };
@@ -55,27 +65,38 @@ export function createInferenceActors({ client, probeTimeoutMs, pingTimeoutMs = 
           ? client.stream(command.request, { signal: call.controller.signal, onContent })
           : client.complete(command.request, call.controller.signal);
       pending.then(
-        (result) => {
-          call.settled = true;
-          forwarding = false;
-          sendBack({ type: 'call.done', requestId, result, at: performance.now() } satisfies CallEvent);
-        },
+        (result) => settle(call, { type: 'call.done', slot, requestId, result, at: performance.now() }),
         (error: unknown) => {
-          call.settled = true;
-          forwarding = false;
-          sendBack({ type: 'call.failed', requestId, error: toErrorInfo(error) } satisfies CallEvent);
+          const event: CallEvent = { type: 'call.failed', slot, requestId, error: toErrorInfo(error) };
+          // An aborted call has destroyed its socket; one turn of the event loop lets the close go out
+          // before the slot takes the next request, so a single-slot server never sees the two overlap.
+          if (call.controller.signal.aborted) setImmediate(() => settle(call, event));
+          else settle(call, event);
         },
       );
     };
 
     receive((command) => {
-      if (command.type === 'call.start') start(command);
-      else if (current && current.requestId === command.requestId && !current.settled) current.controller.abort();
+      if (command.type === 'call.start') {
+        start(command);
+        return;
+      }
+      const call = current;
+      if (!call || call.requestId !== command.requestId || call.settled) return;
+      call.controller.abort();
+      // An HTTP client that never settles after an abort must not hold the slot for ever.
+      call.drainTimer = setTimeout(
+        () => settle(call, { type: 'call.failed', slot, requestId: call.requestId, error: new CancelledError('abort did not settle').toInfo() }),
+        drainGraceMs,
+      );
     });
 
     return () => {
       // Aborting creates a DOMException: only do it for a call still in flight.
-      if (current && !current.settled) current.controller.abort();
+      if (current && !current.settled) {
+        clearTimeout(current.drainTimer);
+        current.controller.abort();
+      }
     };
   });
 
