@@ -47,25 +47,41 @@ export function createInferenceActors({ client, probeTimeoutMs, pingTimeoutMs = 
       current = call;
       let sawFirstByte = false;
       let lastProgress = 0;
+      // Chunks parsed from one network read are coalesced into one message, flushed at the end of the
+      // current job: the requester gets the same text in the same order, with one actor message per read
+      // instead of per token (a burst of 50 tokens in one TCP packet costs one send, not 50).
+      let buffered = '';
+      const flush = (): void => {
+        if (buffered.length === 0) return;
+        const text = buffered;
+        buffered = '';
+        if (!call.settled && !call.controller.signal.aborted) replyTo.send({ type: 'infer.chunk', requestId, text } satisfies BackendReply);
+      };
       const onContent = (text: string): void => {
         if (call.settled || call.controller.signal.aborted) return;
-        const now = performance.now();
         if (!sawFirstByte) {
           sawFirstByte = true;
-          lastProgress = now;
-          sendBack({ type: 'call.firstByte', slot, requestId, at: now } satisfies CallEvent);
-        } else if (now - lastProgress >= PROGRESS_EVERY_MS) {
-          lastProgress = now;
-          sendBack({ type: 'call.progress', slot, requestId } satisfies CallEvent);
+          lastProgress = performance.now();
+          sendBack({ type: 'call.firstByte', slot, requestId, at: lastProgress } satisfies CallEvent);
+        } else if (buffered.length === 0) {
+          const now = performance.now();
+          if (now - lastProgress >= PROGRESS_EVERY_MS) {
+            lastProgress = now;
+            sendBack({ type: 'call.progress', slot, requestId } satisfies CallEvent);
+          }
         }
-        replyTo.send({ type: 'infer.chunk', requestId, text } satisfies BackendReply);
+        if (buffered.length === 0) queueMicrotask(flush);
+        buffered += text;
       };
       const pending =
         command.kind === 'stream'
           ? client.stream(command.request, { signal: call.controller.signal, onContent })
           : client.complete(command.request, call.controller.signal);
       pending.then(
-        (result) => settle(call, { type: 'call.done', slot, requestId, result, at: performance.now() }),
+        (result) => {
+          flush();
+          settle(call, { type: 'call.done', slot, requestId, result, at: performance.now() });
+        },
         (error: unknown) => {
           const event: CallEvent = { type: 'call.failed', slot, requestId, error: toErrorInfo(error) };
           // An aborted call has destroyed its socket; one turn of the event loop lets the close go out
