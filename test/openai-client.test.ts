@@ -214,6 +214,14 @@ describe('faults', () => {
     expect(ms).toBeLessThan(SLACK_MS);
   });
 
+  it('an unresolvable host → backend_unavailable', async () => {
+    const { error } = await failure(() =>
+      client({ baseUrl: 'http://switchboard-test.invalid/v1', firstByteTimeoutMs: 15_000 }).complete(REQUEST, signal()),
+    );
+    expect(error).toBeInstanceOf(BackendUnavailableError);
+    expect((error as BackendUnavailableError).reason).toBe('backend_unavailable');
+  }, 20_000);
+
   it('a refuse reply drops the connection and takes the fake down for the next ones', async () => {
     fake.enqueue({ fault: 'refuse' });
     const refusing = client();

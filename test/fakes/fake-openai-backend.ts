@@ -204,8 +204,7 @@ export class FakeBackend {
 
   /** Resolves once at least `count` requests (of any path) have arrived. */
   async waitForRequests(count: number, timeoutMs = 5_000): Promise<void> {
-    if (this.requests.length >= count) return;
-    await this.waitFor('request', () => this.requests.length >= count, timeoutMs, `${count} requests`);
+    await this.waitFor('request', () => (this.requests.length >= count ? true : undefined), timeoutMs, `${count} requests`);
   }
 
   /**
@@ -218,11 +217,7 @@ export class FakeBackend {
       if (found) this.deliveredAborts.add(found);
       return found;
     };
-    const ready = take();
-    if (ready) return ready;
-    let found: RecordedRequest | undefined;
-    await this.waitFor('clientAbort', () => (found = take()) !== undefined, timeoutMs, 'a client abort');
-    return found as RecordedRequest;
+    return this.waitFor('clientAbort', take, timeoutMs, 'a client abort');
   }
 
   /** Forgets recorded requests and counters (not the reply queue). */
@@ -249,17 +244,21 @@ export class FakeBackend {
     this.sockets.clear();
   }
 
-  private waitFor(event: string, test: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  /** Resolves with `take()`'s first defined value, checked now and after each `event`. */
+  private waitFor<T>(event: string, take: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+    const ready = take();
+    if (ready !== undefined) return Promise.resolve(ready);
+    return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.events.off(event, check);
         reject(new Error(`fake backend: no ${what} within ${timeoutMs} ms`));
       }, timeoutMs);
       const check = (): void => {
-        if (!test()) return;
+        const value = take();
+        if (value === undefined) return;
         clearTimeout(timer);
         this.events.off(event, check);
-        resolve();
+        resolve(value);
       };
       this.events.on(event, check);
     });

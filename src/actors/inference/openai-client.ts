@@ -103,13 +103,13 @@ export function createOpenAIClient(options: OpenAIClientOptions): OpenAIClient {
   const jsonHeaders = { ...headers, accept: 'application/json' };
 
   /** Sends one request under `guard` and returns the 2xx response; anything else throws a coded error. */
-  async function send(guard: CallGuard, target: Endpoint, body: string | null, accept: Record<string, string>) {
+  async function send(guard: CallGuard, target: Endpoint, body: string | null, requestHeaders: Record<string, string>) {
     let response: Dispatcher.ResponseData;
     try {
       response = await request(target.url, {
         dispatcher,
         method: body === null ? 'GET' : 'POST',
-        headers: accept,
+        headers: requestHeaders,
         body,
         signal: guard.signal,
         // Our own timers decide (and name) every timeout; undici's would race them with other errors.
@@ -426,8 +426,9 @@ const statusSchema = z.object({
 });
 
 function toChatResult(completion: z.infer<typeof completionSchema>): ChatResult {
-  // `.min(1)` above guarantees the first choice.
-  const choice = completion.choices[0] as (typeof completion.choices)[number];
+  const [choice] = completion.choices;
+  // Unreachable after `.min(1)`, but the type system cannot know that.
+  if (choice === undefined) throw new BackendProtocolError('the completion has no choices');
   const toolCalls: ToolCall[] = (choice.message.tool_calls ?? []).map((call, index) => ({
     id: call.id ?? `call_${index}`,
     type: 'function',
