@@ -61,6 +61,8 @@ export async function up(db: AnyDb): Promise<void> {
       col.notNull().check(sql`source in ('ws', 'openai', 'synology')`),
     )
     .addColumn('mode', 'text', (col) => col.notNull())
+    // Who submitted it (the auth principal): only they may subscribe to it or cancel it.
+    .addColumn('owner', 'text', (col) => col.notNull().defaultTo('anonymous'))
     .addColumn('status', 'text', (col) =>
       col.notNull().check(sql`status in ('running', 'done', 'error', 'cancelled')`),
     )

@@ -1,12 +1,18 @@
 import type { AnyStateMachine } from 'xstate';
 import { backendMachine } from '../src/machines/backend-machine.js';
+import { conversationMachine } from '../src/machines/conversation-machine.js';
 import { healthMachine } from '../src/machines/health-machine.js';
+import { jobMachine } from '../src/machines/job-machine.js';
+import { supervisorMachine } from '../src/machines/supervisor-machine.js';
 import { machineToMermaid } from './machine-diagram.js';
 
 /** Every machine with a diagram, by file stem. */
 export const MACHINES: Record<string, AnyStateMachine> = {
   'backend-machine': backendMachine,
   'health-machine': healthMachine,
+  'job-machine': jobMachine,
+  'supervisor-machine': supervisorMachine,
+  'conversation-machine': conversationMachine,
 };
 
 /** The files of `visualizations/`: a Mermaid diagram per machine, wrapped in Markdown so GitHub renders it. */

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/load-config.js';
 import { createLogger } from './log.js';
 import { createRuntime } from './runtime/create-runtime.js';
-import { startHttpServer } from './transport/http-server.js';
+import { startGateway } from './transport/start-gateway.js';
 
 /** `npm start [-- --config PATH]`: load the config, start the runtime and the server, stop cleanly on a signal. */
 async function main(): Promise<void> {
@@ -21,17 +21,19 @@ async function main(): Promise<void> {
 
   const runtime = createRuntime(config, { log });
   await runtime.start();
-  const http = await startHttpServer({ host: config.server.host, port: config.server.port, runtime, log });
-  log.info({ url: http.url, backends: runtime.backends.names() }, 'switchboard listening');
+  const http = await startGateway({ host: config.server.host, port: config.server.port, runtime, log });
+  log.info({ url: http.url, backends: Object.keys(config.backends) }, 'switchboard listening');
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    // Order: stop accepting, then stop the actors (aborting their requests), then flush logs.
-    await http.close();
+    // Order: refuse new messages, give running jobs their grace period while their clients stay connected
+    // to receive the rest, cancel what is left (aborting backend requests), flush the journal and close
+    // the store; then close the connections and flush the logs.
     await runtime.stop();
+    await http.close();
     log.info('stopped');
     log.flush();
     process.exit(0);

@@ -12,6 +12,8 @@ export interface NewJob {
   source: JobSource;
   /** `auto` or a mode name. */
   mode: string;
+  /** The auth principal that submitted it (default `anonymous`). */
+  owner?: string;
 }
 
 /** How a job ended. */
@@ -35,6 +37,7 @@ export interface JobRecord {
   conversationId: string;
   source: JobSource;
   mode: string;
+  owner: string;
   status: JobStatus;
   branch: string | null;
   modelsUsed: string[];
@@ -84,6 +87,7 @@ export function createJobStore(db: Kysely<DatabaseSchema>, options: JobStoreOpti
         conversation_id: job.conversationId,
         source: job.source,
         mode: job.mode,
+        owner: job.owner ?? 'anonymous',
         status: 'running',
         created_at: now(),
       })
@@ -131,6 +135,7 @@ function toJobRecord(row: Selectable<JobsTable>): JobRecord {
     conversationId: row.conversation_id,
     source: row.source,
     mode: row.mode,
+    owner: row.owner,
     status: row.status,
     branch: row.branch,
     modelsUsed: row.models_used,

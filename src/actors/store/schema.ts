@@ -56,6 +56,7 @@ export interface JobsTable {
   conversation_id: string;
   source: JobSource;
   mode: string;
+  owner: ColumnType<string, string | undefined, string>;
   status: JobStatus;
   branch: string | null;
   models_used: ColumnType<string[], string | undefined, string>;

@@ -21,6 +21,8 @@ export interface AcceptJobInput {
   externalUser?: string | null;
   /** `auto` or a mode name. */
   mode: string;
+  /** The auth principal that submitted it. */
+  owner?: string;
   /** The user's message. */
   text: string;
 }
@@ -102,6 +104,7 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
           conversationId: input.conversationId,
           source: input.source,
           mode: input.mode,
+          ...(input.owner === undefined ? {} : { owner: input.owner }),
         });
         return conversations.insertMessage(trx, input.conversationId, {
           role: 'user',

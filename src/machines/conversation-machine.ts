@@ -1,0 +1,108 @@
+import { assign, enqueueActions, sendParent, setup } from 'xstate';
+
+/** A job as the supervisor and conversations pass it around, before it runs. */
+export interface JobSpec {
+  jobId: string;
+  conversationId: string;
+  text: string;
+  mode: string;
+}
+
+export type ConversationEvent =
+  | { type: 'conversation.enqueue'; spec: JobSpec }
+  | { type: 'conversation.jobFinished'; jobId: string }
+  | { type: 'conversation.cancel'; jobId: string };
+
+/** Sent to the supervisor: this job may run now (the conversation's turn has come). */
+export interface ConversationReadyEvent {
+  type: 'conversation.ready';
+  spec: JobSpec;
+}
+
+/** Sent to the supervisor: a waiting job's place in its conversation, or that it was cancelled while waiting. */
+export type ConversationNoticeEvent =
+  | { type: 'conversation.waiting'; jobId: string; position: number }
+  | { type: 'conversation.dropped'; jobId: string };
+
+/** Sent to the supervisor when the conversation has been idle long enough to stop. */
+export interface ConversationIdleEvent {
+  type: 'conversation.idle';
+  conversationId: string;
+}
+
+interface ConversationContext {
+  conversationId: string;
+  running: string | null;
+  waiting: JobSpec[];
+}
+
+/**
+ * One conversation: its jobs run one at a time so that its history stays in order. A message that
+ * arrives while another is being answered waits here (its requester is told its place); when the
+ * conversation has had nothing to do for `idleTimeout` it asks to be stopped.
+ */
+export const conversationMachine = setup({
+  types: {
+    input: {} as { conversationId: string },
+    context: {} as ConversationContext,
+    events: {} as ConversationEvent,
+  },
+  delays: {
+    idleTimeout: 60 * 60 * 1000,
+  },
+  guards: {
+    hasWaiting: ({ context }) => context.waiting.length > 0,
+  },
+  actions: {
+    startNow: enqueueActions(({ event, enqueue }) => {
+      if (event.type !== 'conversation.enqueue') return;
+      enqueue.assign({ running: event.spec.jobId });
+      enqueue.sendParent({ type: 'conversation.ready', spec: event.spec } satisfies ConversationReadyEvent);
+    }),
+    wait: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'conversation.enqueue') return;
+      enqueue.assign({ waiting: [...context.waiting, event.spec] });
+      enqueue.sendParent({ type: 'conversation.waiting', jobId: event.spec.jobId, position: context.waiting.length + 1 } satisfies ConversationNoticeEvent);
+    }),
+    startNext: enqueueActions(({ context, enqueue }) => {
+      const [next, ...rest] = context.waiting;
+      if (!next) return;
+      enqueue.assign({ running: next.jobId, waiting: rest });
+      enqueue.sendParent({ type: 'conversation.ready', spec: next } satisfies ConversationReadyEvent);
+      rest.forEach((spec, index) => enqueue.sendParent({ type: 'conversation.waiting', jobId: spec.jobId, position: index + 1 } satisfies ConversationNoticeEvent));
+    }),
+    clearRunning: assign({ running: null }),
+    dropWaiting: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'conversation.cancel') return;
+      const index = context.waiting.findIndex((spec) => spec.jobId === event.jobId);
+      if (index < 0) return;
+      const waiting = context.waiting.toSpliced(index, 1);
+      enqueue.assign({ waiting });
+      enqueue.sendParent({ type: 'conversation.dropped', jobId: event.jobId } satisfies ConversationNoticeEvent);
+      waiting.slice(index).forEach((spec, offset) =>
+        enqueue.sendParent({ type: 'conversation.waiting', jobId: spec.jobId, position: index + offset + 1 } satisfies ConversationNoticeEvent),
+      );
+    }),
+    reportIdle: sendParent(({ context }): ConversationIdleEvent => ({ type: 'conversation.idle', conversationId: context.conversationId })),
+  },
+}).createMachine({
+  id: 'conversation',
+  context: ({ input }) => ({ conversationId: input.conversationId, running: null, waiting: [] }),
+  initial: 'idle',
+  states: {
+    idle: {
+      on: { 'conversation.enqueue': { target: 'busy', actions: 'startNow' } },
+      after: { idleTimeout: { target: 'idle', reenter: true, actions: 'reportIdle' } },
+    },
+    busy: {
+      on: {
+        'conversation.enqueue': { actions: 'wait' },
+        'conversation.cancel': { actions: 'dropWaiting' },
+        'conversation.jobFinished': [
+          { guard: 'hasWaiting', actions: ['clearRunning', 'startNext'] },
+          { target: 'idle', actions: 'clearRunning' },
+        ],
+      },
+    },
+  },
+});

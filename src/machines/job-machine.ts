@@ -1,0 +1,614 @@
+import { assign, fromCallback, fromPromise, sendParent, sendTo, setup, type AnyActorRef } from 'xstate';
+import type { ChatRequest, ChatResult } from '../actors/inference/types.js';
+import type { ErrorInfo } from '../errors.js';
+import type { Classification } from '../jobs/classification.js';
+import type { JobEventPayload } from '../jobs/job-event.js';
+import { boundHistory, chatRequest, classifierRequest, describeNow, toolFormatRequest, type HistoryBounds, type HistoryTurn } from '../jobs/job-requests.js';
+import type { BackendReply, Priority, RequestKind } from './backend-protocol.js';
+
+/** The fixed sentences a job shows, by key; the runtime fills them from `prompts/messages.json`. */
+export type JobMessageKey =
+  | 'analysing'
+  | 'generating'
+  | 'switchingModel'
+  | 'reasonerBusy'
+  | 'usingTool'
+  | 'phrasing'
+  | 'checkingStatus'
+  | 'noDraft'
+  | 'draftCancelled'
+  | 'confirmPrompt'
+  | 'emptyAnswer'
+  | 'internalError';
+
+/** What a job needs besides actors: prompts, rules and clocks, closed over by the runtime. */
+export interface JobToolkit {
+  systemPrompt(task: 'classifier' | 'reasoner' | 'tool-format'): string;
+  message(key: JobMessageKey): string;
+  preRoute(text: string, hasPendingDraft: boolean, now: Date): Classification | null;
+  parseClassification(raw: string): Classification;
+  now(): Date;
+  timeZone: string;
+  locale: string;
+  /** True when the backend's load is busy or very busy. */
+  isBusy(backend: string): boolean;
+  historyBounds: HistoryBounds;
+  /** How many of the history's turns the reasoner sees (seed: 10). */
+  reasonerTurns: number;
+}
+
+export interface JobInput {
+  jobId: string;
+  conversationId: string;
+  text: string;
+  /** `auto` or a mode name (already checked against the config). */
+  mode: string;
+  roles: { classifier: string; reasoner: string };
+  /** The backend of `mode` when it is not `auto`. */
+  modeBackend: string | null;
+  fallbackToClassifier: boolean;
+  /** Receives every job event (numbered, journaled and fanned out there). */
+  sink: AnyActorRef;
+  toolkit: JobToolkit;
+}
+
+/** What the `loadConversation` actor returns. */
+export interface ConversationContext {
+  history: HistoryTurn[];
+  draft: Record<string, unknown> | null;
+}
+
+/** Input of the `infer` actor: one request to a backend actor, as a requester. */
+export interface InferInput {
+  backend: string;
+  request: ChatRequest;
+  kind: RequestKind;
+  priority: Priority;
+}
+
+/** A tool's outcome as the registry reports it. */
+export type ToolOutcome =
+  | { ok: true; data: unknown; summary: string; payload: string; sources: Array<{ id: string; title: string }> }
+  | { ok: false; reason: string; message: string };
+
+export interface ToolInput {
+  tool: string;
+  operation: string;
+  params: Record<string, unknown>;
+}
+
+/** How a job ended, for its record; sent to the sink with the terminal event. */
+export interface JobOutcome {
+  status: 'done' | 'error' | 'cancelled';
+  branch: string | null;
+  modelsUsed: string[];
+  firstByteMs: number | null;
+  totalMs: number;
+  reason: string | null;
+}
+
+/** What the sink receives. */
+export type JobSinkEvent = { type: 'job.event'; jobId: string; payload: JobEventPayload; outcome?: JobOutcome };
+
+/** Told to the parent (the supervisor) when the job has ended. */
+export interface JobFinishedEvent {
+  type: 'job.finished';
+  jobId: string;
+  conversationId: string;
+}
+
+type JobEvent = BackendReply | { type: 'cancel' };
+
+interface JobContext extends JobInput {
+  history: HistoryTurn[];
+  draft: Record<string, unknown> | null;
+  classification: Classification | null;
+  answer: string;
+  /** Text already streamed to the client (a failure after it must not splice another model in). */
+  streamed: boolean;
+  branch: string | null;
+  modelsUsed: string[];
+  startedAt: number;
+  firstByteAt: number | null;
+  error: { reason: string; message: string } | null;
+  tool: ToolOutcome | null;
+}
+
+const TOOL_FAILURES = new Set(['tool_timeout', 'tool_failed']);
+
+function event(payload: JobEventPayload, context: JobContext): JobSinkEvent {
+  return { type: 'job.event', jobId: context.jobId, payload };
+}
+
+function terminal(payload: JobEventPayload, context: JobContext, status: JobOutcome['status']): JobSinkEvent {
+  return {
+    type: 'job.event',
+    jobId: context.jobId,
+    payload,
+    outcome: {
+      status,
+      branch: context.branch,
+      modelsUsed: context.modelsUsed,
+      firstByteMs: context.firstByteAt === null ? null : Math.round(context.firstByteAt - context.startedAt),
+      totalMs: Math.round(performance.now() - context.startedAt),
+      reason: status === 'error' ? (context.error?.reason ?? 'internal') : null,
+    },
+  };
+}
+
+const nowText = (context: JobContext): string => describeNow(context.toolkit.now(), context.toolkit.timeZone, context.toolkit.locale);
+
+/**
+ * One message, from `ack` to exactly one terminal state. `preRoute` answers known requests (calendar,
+ * email, documents, status, yes/no to a draft) without the classifier; otherwise `classify` asks the small
+ * model for an action and `branch` takes it: `direct`, `clarify`, `systemStatus`, `tools`, `route` (the
+ * reasoner, falling back to the classifier only before the first streamed byte), or `modeStream` for a
+ * direct chat mode. Every answer is recorded in the conversation before `done`. `cancel` ends any state.
+ */
+export const jobMachine = setup({
+  types: {
+    input: {} as JobInput,
+    context: {} as JobContext,
+    events: {} as JobEvent,
+  },
+  actors: {
+    // Supplied by the runtime through `.provide()`.
+    loadConversation: fromPromise<ConversationContext, { conversationId: string; jobId: string }>(async () => {
+      throw new Error('loadConversation is not provided');
+    }),
+    infer: fromCallback<BackendReply, InferInput>(() => {
+      throw new Error('infer is not provided');
+    }),
+    runTool: fromPromise<ToolOutcome, ToolInput>(async () => {
+      throw new Error('runTool is not provided');
+    }),
+    saveDraft: fromPromise<void, { conversationId: string; draft: Record<string, unknown> }>(async () => {
+      throw new Error('saveDraft is not provided');
+    }),
+    clearDraft: fromPromise<void, { conversationId: string }>(async () => {
+      throw new Error('clearDraft is not provided');
+    }),
+    describeStatus: fromPromise<string, { locale: string }>(async () => {
+      throw new Error('describeStatus is not provided');
+    }),
+    recordAnswer: fromPromise<void, { jobId: string; conversationId: string; content: string }>(async () => {
+      throw new Error('recordAnswer is not provided');
+    }),
+  },
+  delays: {
+    classifyHeartbeat: 2_000,
+    streamHeartbeat: 4_000,
+  },
+  guards: {
+    isModeStream: ({ context }) => context.mode !== 'auto',
+    isClassified: ({ context }) => context.classification !== null,
+    isAction: ({ context }, params: { action: Classification['action'] }) => context.classification?.action === params.action,
+    hasReadyResponse: ({ context }) =>
+      context.classification?.action === 'direct' && (context.classification.response ?? '').trim().length > 0,
+    reasonerBusy: ({ context }) => context.toolkit.isBusy(context.roles.reasoner),
+    /** Only before the first streamed byte, and only when configured: never splice two models into one answer. */
+    canFallBack: ({ context }) => context.fallbackToClassifier && !context.streamed,
+    isConfirmWithoutDraft: ({ context }) =>
+      context.classification?.action === 'tools' && context.classification.operation === 'create_confirmed' && context.draft === null,
+    toolFailed: ({ event }) => {
+      const output = (event as unknown as { output: ToolOutcome }).output;
+      return !output.ok && TOOL_FAILURES.has(output.reason);
+    },
+    toolRefused: ({ event }) => !(event as unknown as { output: ToolOutcome }).output.ok,
+    isDraftCreation: ({ context }) => context.classification?.action === 'tools' && context.classification.operation === 'create_draft',
+    isConfirmation: ({ context }) => context.classification?.action === 'tools' && context.classification.operation === 'create_confirmed',
+    isEmptyAnswer: ({ context }) => context.answer.trim().length === 0,
+  },
+  actions: {
+    emitAck: sendTo(({ context }) => context.sink, ({ context }) => event({ event: 'ack', data: {} }, context)),
+    emitProcessing: sendTo(
+      ({ context }) => context.sink,
+      ({ context }, params: { key: JobMessageKey }) => event({ event: 'processing', data: { message: context.toolkit.message(params.key) } }, context),
+    ),
+    emitRewrite: sendTo(({ context }) => context.sink, ({ context }) => event({ event: 'rewrite', data: { content: context.text } }, context)),
+    emitChunk: sendTo(
+      ({ context }) => context.sink,
+      ({ context, event: e }) => event({ event: 'result', data: { content: e.type === 'infer.chunk' ? e.text : '' } }, context),
+    ),
+    emitAnswer: sendTo(({ context }) => context.sink, ({ context }) => event({ event: 'result', data: { content: context.answer } }, context)),
+    emitSources: sendTo(
+      ({ context }) => context.sink,
+      ({ context }) => event({ event: 'sources', data: { items: context.tool?.ok ? context.tool.sources : [] } }, context),
+    ),
+    emitConfirm: sendTo(({ context }) => context.sink, ({ context }) => event({ event: 'confirm', data: { draft: context.draft ?? {} } }, context)),
+    emitDone: sendTo(({ context }) => context.sink, ({ context }) => terminal({ event: 'done', data: {} }, context, 'done')),
+    emitError: sendTo(
+      ({ context }) => context.sink,
+      ({ context }) =>
+        terminal(
+          {
+            event: 'error',
+            data: {
+              message: context.error?.message ?? context.toolkit.message('internalError'),
+              reason: context.error?.reason ?? 'internal',
+            },
+          },
+          context,
+          'error',
+        ),
+    ),
+    emitCancelled: sendTo(({ context }) => context.sink, ({ context }) => terminal({ event: 'cancelled', data: {} }, context, 'cancelled')),
+    reportFinished: sendParent(({ context }): JobFinishedEvent => ({ type: 'job.finished', jobId: context.jobId, conversationId: context.conversationId })),
+
+    assignConversation: assign(({ event: e }) => {
+      const output = (e as unknown as { output: ConversationContext }).output;
+      return { history: output.history, draft: output.draft };
+    }),
+    preRoute: assign({
+      classification: ({ context }) => context.toolkit.preRoute(context.text, context.draft !== null, context.toolkit.now()),
+    }),
+    assignClassification: assign({
+      classification: ({ context, event: e }) =>
+        context.toolkit.parseClassification(e.type === 'infer.done' ? e.result.content : ''),
+    }),
+    /** A classifier that failed leaves the message unclassified: answered directly by streaming. */
+    assignUnclassified: assign({ classification: (): Classification => ({ action: 'direct' }) }),
+    setBranch: assign({ branch: (_, params: { branch: string }) => params.branch }),
+    useModel: assign({
+      modelsUsed: ({ context }, params: { role: 'classifier' | 'reasoner' | 'mode' }) => {
+        const name = params.role === 'mode' ? (context.modeBackend ?? '') : context.roles[params.role];
+        return context.modelsUsed.includes(name) ? context.modelsUsed : [...context.modelsUsed, name];
+      },
+    }),
+    appendChunk: assign(({ context, event: e }) => ({
+      answer: context.answer + (e.type === 'infer.chunk' ? e.text : ''),
+      streamed: true,
+      firstByteAt: context.firstByteAt ?? performance.now(),
+    })),
+    /** A completion that was not streamed (tool phrasing) becomes the answer, cleaned of stray JSON. */
+    assignCompletion: assign(({ context, event: e }) => {
+      const content = e.type === 'infer.done' ? cleanCompletion(e.result) : '';
+      const fallback = context.tool?.ok ? context.tool.summary : '';
+      return { answer: content.length > 0 ? content : fallback };
+    }),
+    assignReadyResponse: assign(({ context }) => ({
+      answer: context.classification?.action === 'direct' || context.classification?.action === 'clarify' ? (context.classification.response ?? '') : '',
+    })),
+    assignMessage: assign({ answer: ({ context }, params: { key: JobMessageKey }) => context.toolkit.message(params.key) }),
+    assignToolOutcome: assign(({ event: e }) => ({ tool: (e as unknown as { output: ToolOutcome }).output })),
+    assignToolMessage: assign(({ context }) => ({ answer: context.tool && !context.tool.ok ? context.tool.message : '' })),
+    assignToolSummary: assign(({ context }) => ({ answer: context.tool?.ok ? context.tool.summary : '' })),
+    assignDraftFromTool: assign(({ context }) => ({
+      draft: context.tool?.ok && isRecord(context.tool.data) ? context.tool.data : {},
+      answer: `${context.tool?.ok ? context.tool.summary : ''}\n\n${context.toolkit.message('confirmPrompt')}`,
+    })),
+    assignToolError: assign(({ context }) => ({
+      error: context.tool && !context.tool.ok ? { reason: context.tool.reason, message: context.tool.message } : null,
+    })),
+    assignInferError: assign({
+      error: ({ event: e }) => (e.type === 'infer.error' ? publicError(e.error) : { reason: 'internal', message: 'internal error' }),
+    }),
+    assignActorError: assign({ error: ({ context }) => ({ reason: 'internal', message: context.toolkit.message('internalError') }) }),
+    assignToolActorError: assign({ error: ({ context }) => ({ reason: 'tool_failed', message: context.toolkit.message('internalError') }) }),
+    assignEmptyAnswer: assign({ error: ({ context }) => ({ reason: 'empty_answer', message: context.toolkit.message('emptyAnswer') }) }),
+    assignStatusText: assign({ answer: ({ event: e }) => (e as unknown as { output: string }).output }),
+  },
+}).createMachine({
+  id: 'job',
+  context: ({ input }) => ({
+    ...input,
+    history: [],
+    draft: null,
+    classification: null,
+    answer: '',
+    streamed: false,
+    branch: null,
+    modelsUsed: [],
+    startedAt: performance.now(),
+    firstByteAt: null,
+    error: null,
+    tool: null,
+  }),
+  on: { cancel: '.cancelled' },
+  initial: 'ack',
+  states: {
+    ack: {
+      entry: 'emitAck',
+      invoke: {
+        src: 'loadConversation',
+        input: ({ context }) => ({ conversationId: context.conversationId, jobId: context.jobId }),
+        onDone: { target: 'preRoute', actions: 'assignConversation' },
+        onError: { target: 'failed', actions: 'assignActorError' },
+      },
+    },
+    preRoute: {
+      always: [
+        { guard: 'isModeStream', target: 'modeStream' },
+        { target: 'preRouted', actions: 'preRoute' },
+      ],
+    },
+    preRouted: {
+      always: [{ guard: 'isClassified', target: 'branch' }, { target: 'classify' }],
+    },
+    classify: {
+      entry: { type: 'emitProcessing', params: { key: 'analysing' } },
+      invoke: {
+        src: 'infer',
+        input: ({ context }) => ({
+          backend: context.roles.classifier,
+          kind: 'complete',
+          priority: 'foreground',
+          request: classifierRequest({
+            systemPrompt: context.toolkit.systemPrompt('classifier'),
+            now: nowText(context),
+            history: boundHistory(context.history, context.toolkit.historyBounds),
+            text: context.text,
+            hasPendingDraft: context.draft !== null,
+          }),
+        }),
+      },
+      initial: 'waiting',
+      states: {
+        waiting: {
+          after: { classifyHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'analysing' } } } },
+        },
+      },
+      on: {
+        'infer.done': { target: 'branch', actions: ['assignClassification', { type: 'useModel', params: { role: 'classifier' } }] },
+        'infer.error': { target: 'branch', actions: 'assignUnclassified' },
+      },
+    },
+    branch: {
+      always: [
+        { guard: { type: 'isAction', params: { action: 'route' } }, target: 'route' },
+        { guard: { type: 'isAction', params: { action: 'clarify' } }, target: 'clarify' },
+        { guard: { type: 'isAction', params: { action: 'systemStatus' } }, target: 'systemStatus' },
+        { guard: { type: 'isAction', params: { action: 'tools' } }, target: 'tools' },
+        { guard: { type: 'isAction', params: { action: 'cancelDraft' } }, target: 'cancelDraft' },
+        { target: 'direct' },
+      ],
+    },
+    direct: {
+      entry: { type: 'setBranch', params: { branch: 'direct' } },
+      initial: 'choose',
+      states: {
+        choose: { always: [{ guard: 'hasReadyResponse', target: 'ready' }, { target: 'streaming' }] },
+        ready: { entry: ['assignReadyResponse', 'emitAnswer'], always: '#job.recording' },
+        streaming: {
+          entry: [{ type: 'emitProcessing', params: { key: 'generating' } }, { type: 'useModel', params: { role: 'classifier' } }],
+          invoke: {
+            src: 'infer',
+            input: ({ context }) => ({
+              backend: context.roles.classifier,
+              kind: 'stream',
+              priority: 'foreground',
+              request: chatRequest({
+                systemPrompt: context.toolkit.systemPrompt('reasoner'),
+                now: nowText(context),
+                history: boundHistory(context.history, context.toolkit.historyBounds).slice(-context.toolkit.reasonerTurns),
+                text: context.text,
+              }),
+            }),
+          },
+          initial: 'waiting',
+          states: { waiting: { after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } } } },
+          on: {
+            'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
+            'infer.done': '#job.recording',
+            'infer.error': { target: '#job.failed', actions: 'assignInferError' },
+          },
+        },
+      },
+    },
+    clarify: {
+      entry: [{ type: 'setBranch', params: { branch: 'clarify' } }, 'assignReadyResponse', 'emitAnswer'],
+      always: 'recording',
+    },
+    systemStatus: {
+      entry: [{ type: 'setBranch', params: { branch: 'systemStatus' } }, { type: 'emitProcessing', params: { key: 'checkingStatus' } }],
+      invoke: {
+        src: 'describeStatus',
+        input: ({ context }) => ({ locale: context.toolkit.locale }),
+        onDone: { target: 'recording', actions: ['assignStatusText', 'emitAnswer'] },
+        onError: { target: 'failed', actions: 'assignActorError' },
+      },
+    },
+    cancelDraft: {
+      entry: { type: 'setBranch', params: { branch: 'tools' } },
+      invoke: {
+        src: 'clearDraft',
+        input: ({ context }) => ({ conversationId: context.conversationId }),
+        onDone: { target: 'recording', actions: [{ type: 'assignMessage', params: { key: 'draftCancelled' } }, 'emitAnswer'] },
+        onError: { target: 'failed', actions: 'assignActorError' },
+      },
+    },
+    tools: {
+      entry: { type: 'setBranch', params: { branch: 'tools' } },
+      initial: 'choose',
+      states: {
+        choose: {
+          always: [
+            { guard: 'isConfirmWithoutDraft', target: 'answered', actions: { type: 'assignMessage', params: { key: 'noDraft' } } },
+            { target: 'running' },
+          ],
+        },
+        running: {
+          entry: { type: 'emitProcessing', params: { key: 'usingTool' } },
+          invoke: {
+            src: 'runTool',
+            input: ({ context }) => {
+              const c = context.classification;
+              const tool = c?.action === 'tools' ? c : { tool: '', operation: '', params: {} };
+              const params = tool.operation === 'create_confirmed' ? (context.draft ?? {}) : tool.params;
+              return { tool: tool.tool, operation: tool.operation, params };
+            },
+            onDone: [
+              { guard: 'toolFailed', target: '#job.failed', actions: ['assignToolOutcome', 'assignToolError'] },
+              { guard: 'toolRefused', target: 'answered', actions: ['assignToolOutcome', 'assignToolMessage'] },
+              { guard: 'isDraftCreation', target: 'savingDraft', actions: ['assignToolOutcome', 'assignDraftFromTool'] },
+              { guard: 'isConfirmation', target: 'clearingDraft', actions: ['assignToolOutcome', 'assignToolSummary'] },
+              { target: 'phrasing', actions: ['assignToolOutcome', 'emitSources'] },
+            ],
+            onError: { target: '#job.failed', actions: 'assignToolActorError' },
+          },
+        },
+        savingDraft: {
+          invoke: {
+            src: 'saveDraft',
+            input: ({ context }) => ({ conversationId: context.conversationId, draft: context.draft ?? {} }),
+            onDone: { target: 'answered', actions: 'emitConfirm' },
+            onError: { target: '#job.failed', actions: 'assignActorError' },
+          },
+        },
+        clearingDraft: {
+          invoke: {
+            src: 'clearDraft',
+            input: ({ context }) => ({ conversationId: context.conversationId }),
+            onDone: 'answered',
+            onError: { target: '#job.failed', actions: 'assignActorError' },
+          },
+        },
+        phrasing: {
+          entry: [{ type: 'emitProcessing', params: { key: 'phrasing' } }, { type: 'useModel', params: { role: 'classifier' } }],
+          invoke: {
+            src: 'infer',
+            input: ({ context }) => ({
+              backend: context.roles.classifier,
+              kind: 'complete',
+              priority: 'foreground',
+              request: toolFormatRequest({
+                systemPrompt: context.toolkit.systemPrompt('tool-format'),
+                now: nowText(context),
+                text: context.text,
+                payload: context.tool?.ok ? context.tool.payload : '',
+              }),
+            }),
+          },
+          on: {
+            'infer.done': { target: 'answered', actions: 'assignCompletion' },
+            // The plain summary is a fine answer when the classifier cannot phrase it.
+            'infer.error': { target: 'answered', actions: 'assignToolSummary' },
+          },
+        },
+        answered: { entry: 'emitAnswer', always: '#job.recording' },
+      },
+    },
+    route: {
+      entry: [{ type: 'setBranch', params: { branch: 'route' } }, 'emitRewrite'],
+      initial: 'checkLoad',
+      states: {
+        checkLoad: {
+          always: [
+            { guard: 'reasonerBusy', target: 'streaming', actions: { type: 'emitProcessing', params: { key: 'reasonerBusy' } } },
+            { target: 'streaming' },
+          ],
+        },
+        streaming: {
+          entry: [{ type: 'emitProcessing', params: { key: 'generating' } }, { type: 'useModel', params: { role: 'reasoner' } }],
+          invoke: {
+            src: 'infer',
+            input: ({ context }) => ({
+              backend: context.roles.reasoner,
+              kind: 'stream',
+              priority: 'foreground',
+              request: chatRequest({
+                systemPrompt: context.toolkit.systemPrompt('reasoner'),
+                now: nowText(context),
+                history: boundHistory(context.history, context.toolkit.historyBounds).slice(-context.toolkit.reasonerTurns),
+                text: context.text,
+              }),
+            }),
+          },
+          initial: 'waiting',
+          states: { waiting: { after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } } } },
+          on: {
+            'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
+            'infer.done': '#job.recording',
+            'infer.error': [
+              { guard: 'canFallBack', target: 'fallback', actions: { type: 'emitProcessing', params: { key: 'switchingModel' } } },
+              { target: '#job.failed', actions: 'assignInferError' },
+            ],
+          },
+        },
+        fallback: {
+          entry: { type: 'useModel', params: { role: 'classifier' } },
+          invoke: {
+            src: 'infer',
+            input: ({ context }) => ({
+              backend: context.roles.classifier,
+              kind: 'stream',
+              priority: 'foreground',
+              request: chatRequest({
+                systemPrompt: context.toolkit.systemPrompt('reasoner'),
+                now: nowText(context),
+                history: boundHistory(context.history, context.toolkit.historyBounds).slice(-context.toolkit.reasonerTurns),
+                text: context.text,
+              }),
+            }),
+          },
+          initial: 'waiting',
+          states: { waiting: { after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } } } },
+          on: {
+            'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
+            'infer.done': '#job.recording',
+            'infer.error': { target: '#job.failed', actions: 'assignInferError' },
+          },
+        },
+      },
+    },
+    modeStream: {
+      entry: [{ type: 'setBranch', params: { branch: 'mode' } }, { type: 'useModel', params: { role: 'mode' } }],
+      invoke: {
+        src: 'infer',
+        input: ({ context }) => ({
+          backend: context.modeBackend ?? context.roles.classifier,
+          kind: 'stream',
+          priority: 'foreground',
+          request: chatRequest({
+            systemPrompt: context.toolkit.systemPrompt('reasoner'),
+            now: nowText(context),
+            history: boundHistory(context.history, context.toolkit.historyBounds).slice(-context.toolkit.reasonerTurns),
+            text: context.text,
+          }),
+        }),
+      },
+      initial: 'waiting',
+      states: { waiting: { after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } } } },
+      on: {
+        'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
+        'infer.done': 'recording',
+        'infer.error': { target: 'failed', actions: 'assignInferError' },
+      },
+    },
+    recording: {
+      always: { guard: 'isEmptyAnswer', target: 'failed', actions: 'assignEmptyAnswer' },
+      invoke: {
+        src: 'recordAnswer',
+        input: ({ context }) => ({ jobId: context.jobId, conversationId: context.conversationId, content: context.answer }),
+        onDone: 'done',
+        // The user already has the answer; a history write that failed is the store's to report.
+        onError: 'done',
+      },
+    },
+    done: { type: 'final', entry: ['emitDone', 'reportFinished'] },
+    failed: { type: 'final', entry: ['emitError', 'reportFinished'] },
+    cancelled: { type: 'final', entry: ['emitCancelled', 'reportFinished'] },
+  },
+});
+
+/** A model answer without code fences, or its `response` when it answered in the classifier's JSON anyway. */
+function cleanCompletion(result: ChatResult): string {
+  const text = result.content.replace(/```[a-z]*\n?/gi, '').replace(/```/g, '').trim();
+  if (text.startsWith('{')) {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (isRecord(parsed) && typeof parsed.response === 'string') return parsed.response.trim();
+    } catch {
+      // Not JSON after all: the text is the answer.
+    }
+  }
+  return text;
+}
+
+function publicError(error: ErrorInfo): { reason: string; message: string } {
+  return { reason: error.reason, message: error.message };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,65 @@
+import type { Config } from '../config/config-schema.js';
+import type { JobEvent } from '../jobs/job-event.js';
+import type { BackendStatus } from './backend-registry.js';
+
+/** The body of `GET /status` and of the WebSocket `status` reply (DESIGN §5). */
+export interface StatusBody {
+  backends: Record<string, BackendStatus>;
+  jobs: { active: number; pending: number };
+}
+
+export type JobSource = 'ws' | 'openai' | 'synology';
+
+/** A message to answer, as a transport hands it over (already validated at its edge). */
+export interface SubmitInput {
+  text: string;
+  source: JobSource;
+  conversationId?: string;
+  /** `auto` (the classifier pipeline, default) or a mode name from `config.modes`. */
+  mode?: string;
+  /** Who sent it (auth principal, Synology user id); jobs are only visible to their owner. */
+  owner: string;
+  /** For Synology: one conversation per user. */
+  externalUser?: string;
+}
+
+export interface Accepted {
+  jobId: string;
+  conversationId: string;
+}
+
+/** Why a submission was refused before any job existed. `code` maps to the transports' error codes. */
+export class SubmitRejected extends Error {
+  constructor(
+    readonly code: 'bad_request' | 'too_large' | 'unknown_mode' | 'shutting_down',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Stops a subscription. */
+export type Unsubscribe = () => void;
+
+/** The small interface transports use; they never reach past it. */
+export interface Runtime {
+  readonly config: Config;
+  /**
+   * Makes the user's message durable, creates the job and starts it (behind the conversation's earlier
+   * jobs and the active-job cap). Resolves once the message is stored: that is when `accepted` may be sent.
+   * Throws `SubmitRejected` for an unknown mode, a message or conversation over the caps, or shutdown.
+   */
+  submit(input: SubmitInput): Promise<Accepted>;
+  /** Cancels a job of `owner`; false when there is no such job (an already finished one returns true). */
+  cancel(jobId: string, owner: string): Promise<boolean>;
+  /**
+   * Replays the stored events of a job of `owner` with `seq > afterSeq`, then delivers live events until
+   * the terminal one (inclusive), in order, each exactly once. Resolves with an unsubscribe function, or
+   * null for an unknown job. Works for jobs of earlier runs (replay only).
+   */
+  subscribe(jobId: string, owner: string, afterSeq: number, listener: (event: JobEvent) => void): Promise<Unsubscribe | null>;
+  status(): StatusBody;
+  start(): Promise<void>;
+  /** Stop accepting, give running jobs `graceMs`, cancel the rest, flush the journal, close the store. */
+  stop(graceMs?: number): Promise<void>;
+}

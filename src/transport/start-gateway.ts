@@ -1,0 +1,26 @@
+import type { Logger } from 'pino';
+import type { Runtime } from '../runtime/runtime.js';
+import { startHttpServer } from './http-server.js';
+import { attachWebSocket } from './ws-server.js';
+
+/** The running transports of one gateway. */
+export interface Gateway {
+  /** `http://host:port` as bound. */
+  url: string;
+  /** Stop accepting and close every connection (the runtime is stopped separately, after this). */
+  close(): Promise<void>;
+}
+
+/** Starts the HTTP server (health, status, APIs) with the WebSocket endpoint on it. */
+export async function startGateway(options: { runtime: Runtime; log: Logger; host: string; port: number }): Promise<Gateway> {
+  const { runtime, log } = options;
+  const http = await startHttpServer({ host: options.host, port: options.port, runtime, log });
+  const ws = attachWebSocket(http.server, { runtime, config: runtime.config, log });
+  return {
+    url: http.url,
+    close: async () => {
+      await ws.close();
+      await http.close();
+    },
+  };
+}
