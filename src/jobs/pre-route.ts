@@ -31,7 +31,7 @@ export function preRoute(text: string, rules: PreRouteRules, ctx: PreRouteContex
   if (message === '') return null;
 
   // A whole-message yes/no only means something while a draft waits; otherwise "응" is just chat.
-  const answer = message.replace(/[\s.!?~,…]+$/u, '');
+  const answer = message.replace(/[\s.!?~,…]+$/u, '').replace(/\s+/g, ' ');
   if (ctx.hasPendingDraft) {
     if (rules.draftAnswer.yes.includes(answer)) {
       return { action: 'tools', tool: 'calendar', operation: 'create_confirmed', params: {} };
@@ -55,7 +55,8 @@ export function preRoute(text: string, rules: PreRouteRules, ctx: PreRouteContex
       return email(message, rules.email);
     case 'document':
       // A trigger and a verb with nothing else ("문서 찾아줘"): the classifier asks what to look for.
-      return document === '' ? null : { action: 'tools', tool: 'document', operation: 'search', params: { query: document } };
+      if (document === '') return null;
+      return { action: 'tools', tool: 'document', operation: 'search', params: { query: document } };
     case 'systemStatus':
       return { action: 'systemStatus' };
     default:

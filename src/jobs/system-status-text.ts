@@ -55,7 +55,10 @@ export function formatSystemStatus(status: SystemStatusView, messages: Messages,
     lines.push(`  ${details.join(' · ')}`);
   }
   lines.push(
-    fillTemplate(labels.jobs, { active: number.format(status.jobs.active), pending: number.format(status.jobs.pending) }),
+    fillTemplate(labels.jobs, {
+      active: number.format(status.jobs.active),
+      pending: number.format(status.jobs.pending),
+    }),
   );
   return lines.join('\n');
 }

@@ -198,6 +198,10 @@ export const jobMachine = setup({
     isDraftCreation: ({ context }) => context.classification?.action === 'tools' && context.classification.operation === 'create_draft',
     isConfirmation: ({ context }) => context.classification?.action === 'tools' && context.classification.operation === 'create_confirmed',
     isEmptyAnswer: ({ context }) => context.answer.trim().length === 0,
+    isEmptyToolResult: ({ event }) => {
+      const output = (event as unknown as { output: ToolOutcome }).output;
+      return output.ok && Array.isArray(output.data) && output.data.length === 0;
+    },
   },
   actions: {
     emitAck: sendTo(({ context }) => context.sink, ({ context }) => event({ event: 'ack', data: {} }, context)),
@@ -310,6 +314,7 @@ export const jobMachine = setup({
     ack: {
       entry: 'emitAck',
       invoke: {
+        id: 'loadConversation',
         src: 'loadConversation',
         input: ({ context }) => ({ conversationId: context.conversationId, jobId: context.jobId }),
         onDone: { target: 'preRoute', actions: 'assignConversation' },
@@ -402,6 +407,7 @@ export const jobMachine = setup({
     systemStatus: {
       entry: [{ type: 'setBranch', params: { branch: 'systemStatus' } }, { type: 'emitProcessing', params: { key: 'checkingStatus' } }],
       invoke: {
+        id: 'describeStatus',
         src: 'describeStatus',
         input: ({ context }) => ({ locale: context.toolkit.locale }),
         onDone: { target: 'recording', actions: ['assignStatusText', 'emitAnswer'] },
@@ -411,6 +417,7 @@ export const jobMachine = setup({
     cancelDraft: {
       entry: { type: 'setBranch', params: { branch: 'tools' } },
       invoke: {
+        id: 'clearDraft',
         src: 'clearDraft',
         input: ({ context }) => ({ conversationId: context.conversationId }),
         onDone: { target: 'recording', actions: [{ type: 'assignMessage', params: { key: 'draftCancelled' } }, 'emitAnswer'] },
@@ -430,6 +437,7 @@ export const jobMachine = setup({
         running: {
           entry: { type: 'emitProcessing', params: { key: 'usingTool' } },
           invoke: {
+            id: 'runTool',
             src: 'runTool',
             input: ({ context }) => {
               const c = context.classification;
@@ -442,6 +450,8 @@ export const jobMachine = setup({
               { guard: 'toolRefused', target: 'answered', actions: ['assignToolOutcome', 'assignToolMessage'] },
               { guard: 'isDraftCreation', target: 'savingDraft', actions: ['assignToolOutcome', 'assignDraftFromTool'] },
               { guard: 'isConfirmation', target: 'clearingDraft', actions: ['assignToolOutcome', 'assignToolSummary'] },
+              // Nothing found: the summary says so; there is nothing for a model to phrase.
+              { guard: 'isEmptyToolResult', target: 'answered', actions: ['assignToolOutcome', 'assignToolSummary'] },
               { target: 'phrasing', actions: ['assignToolOutcome', 'emitSources'] },
             ],
             onError: { target: '#job.failed', actions: 'assignToolActorError' },
@@ -449,6 +459,7 @@ export const jobMachine = setup({
         },
         savingDraft: {
           invoke: {
+            id: 'saveDraft',
             src: 'saveDraft',
             input: ({ context }) => ({ conversationId: context.conversationId, draft: context.draft ?? {} }),
             onDone: { target: 'answered', actions: 'emitConfirm' },
@@ -457,6 +468,7 @@ export const jobMachine = setup({
         },
         clearingDraft: {
           invoke: {
+            id: 'clearDraft',
             src: 'clearDraft',
             input: ({ context }) => ({ conversationId: context.conversationId }),
             onDone: 'answered',
@@ -578,6 +590,7 @@ export const jobMachine = setup({
     recording: {
       always: { guard: 'isEmptyAnswer', target: 'failed', actions: 'assignEmptyAnswer' },
       invoke: {
+        id: 'recordAnswer',
         src: 'recordAnswer',
         input: ({ context }) => ({ jobId: context.jobId, conversationId: context.conversationId, content: context.answer }),
         onDone: 'done',

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createActor, fromCallback, type Actor, type AnyActorRef } from 'xstate';
+import { createActor, fromCallback, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
 import type { OpenedStore } from '../actors/store/open-store.js';
 import { openStore } from '../actors/store/open-store.js';
@@ -27,6 +27,8 @@ export interface RuntimeDeps {
   now?: () => Date;
   /** Shorter heartbeats and timers for tests. */
   delays?: { classifyHeartbeat?: number; streamHeartbeat?: number };
+  /** Sees every actor of the job supervisor (jobs, conversations): the Stately inspector, or tests. */
+  inspect?: (event: InspectionEvent) => void;
 }
 
 /** Messages of history loaded per job; the config's turn and size limits then cut it. */
@@ -118,6 +120,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     });
     supervisor = createActor(machine, {
       id: 'supervisor',
+      ...(deps.inspect ? { inspect: deps.inspect } : {}),
       input: {
         maxActiveJobs: config.limits.maxActiveJobs,
         modes: config.modes,

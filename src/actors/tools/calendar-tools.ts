@@ -14,7 +14,10 @@ import { toolFailure, type ToolResult } from './tool-result.js';
 export const calendarSearchParams = z
   .object({ date_from: required(isoDate), date_to: optional(isoDate) })
   .transform(({ date_from, date_to }) => ({ date_from, date_to: date_to ?? date_from }))
-  .refine(({ date_from, date_to }) => date_from <= date_to, { message: 'date_to is before date_from', path: ['date_to'] });
+  .refine(({ date_from, date_to }) => date_from <= date_to, {
+    message: 'date_to is before date_from',
+    path: ['date_to'],
+  });
 
 /** Params of `calendar.create_draft`, and the draft `calendar.create_confirmed` receives. */
 export const calendarDraftParams = z

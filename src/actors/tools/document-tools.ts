@@ -36,7 +36,8 @@ export function createDocumentTools(store: DocumentReader, enabled: boolean, mes
           return { ok: true, data, summary: fillTemplate(messages.tools.documentsNone, { query }), sources: [] };
         }
         const lines = data.map(({ title, snippet }, index) => {
-          const short = snippet.length > SUMMARY_SNIPPET_CHARS ? `${cutText(snippet, SUMMARY_SNIPPET_CHARS)}…` : snippet;
+          const short =
+            snippet.length > SUMMARY_SNIPPET_CHARS ? `${cutText(snippet, SUMMARY_SNIPPET_CHARS)}…` : snippet;
           return short === '' ? `${index + 1}. ${title}` : `${index + 1}. ${title} — ${short}`;
         });
         return {
@@ -50,7 +51,9 @@ export function createDocumentTools(store: DocumentReader, enabled: boolean, mes
         const document = await store.readDocument(id);
         if (document === null) return toolFailure('not_found', messages.tools.documentNotFound);
         const truncated = document.body.length > DOCUMENT_BODY_MAX_CHARS;
-        const body = truncated ? `${cutText(document.body, DOCUMENT_BODY_MAX_CHARS)}${TRUNCATED_MARKER}` : document.body;
+        const body = truncated
+          ? `${cutText(document.body, DOCUMENT_BODY_MAX_CHARS)}${TRUNCATED_MARKER}`
+          : document.body;
         const summary = [document.title, body, ...(truncated ? [messages.tools.documentTruncated] : [])].join('\n\n');
         return {
           ok: true,
