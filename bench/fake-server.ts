@@ -8,9 +8,14 @@ import { startFakeBackend } from '../test/fakes/fake-openai-backend.js';
 const chunks = Number(process.env.BENCH_CHUNKS ?? 200);
 const delay = Number(process.env.BENCH_CHUNK_DELAY_MS ?? 0);
 const piece = Array.from({ length: chunks }, (_, i) => `tok${i % 10} `);
+// A classifier request (its user message starts with `[now]`) gets a ready direct answer.
+const classified = JSON.stringify({ action: 'direct', response: 'ok' });
 const fake = await startFakeBackend({
-  defaultReply: (body) =>
-    body.messages.at(-1)?.content === 'stream' ? { content: piece, chunkDelayMs: delay } : { content: 'x' },
+  defaultReply: (body) => {
+    const last = String(body.messages.at(-1)?.content ?? '');
+    if (last === 'stream') return { content: piece, chunkDelayMs: delay };
+    return { content: last.startsWith('[now]') ? classified : 'x' };
+  },
 });
 process.stdout.write(`${fake.baseUrl}\n`);
 process.on('SIGTERM', () => void fake.close().then(() => process.exit(0)));

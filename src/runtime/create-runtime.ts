@@ -4,16 +4,14 @@ import type { Logger } from 'pino';
 import type { OpenedStore } from '../actors/store/open-store.js';
 import { openStore } from '../actors/store/open-store.js';
 import type { Config } from '../config/config-schema.js';
-import { parseClassification } from '../jobs/classification.js';
 import type { JobEvent } from '../jobs/job-event.js';
-import { preRoute } from '../jobs/pre-route.js';
-import { jobMachine, type JobMessageKey, type JobSinkEvent, type JobToolkit } from '../machines/job-machine.js';
+import { jobMachine, type JobSinkEvent } from '../machines/job-machine.js';
 import { supervisorMachine } from '../machines/supervisor-machine.js';
-import { fillTemplate, type Messages } from '../prompts/messages.js';
-import { DEFAULT_PROMPTS_DIR, loadPrompts, type Prompts } from '../prompts/load-prompts.js';
+import { DEFAULT_PROMPTS_DIR, loadPrompts } from '../prompts/load-prompts.js';
 import { formatSystemStatus } from '../jobs/system-status-text.js';
 import { BackendRegistry, type BackendRegistryDeps } from './backend-registry.js';
 import { createJobActors } from './create-job-actors.js';
+import { createJobToolkit } from './create-job-toolkit.js';
 import { createToolRunner } from './create-tool-runner.js';
 import { JobEventHub } from './job-event-hub.js';
 import { SubmitRejected, type Accepted, type Runtime, type StatusBody, type SubmitInput, type Unsubscribe } from './runtime.js';
@@ -128,7 +126,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
           roles: config.roles,
           fallbackToClassifier: config.fallback.reasonerToClassifier,
           sink,
-          toolkit: createToolkit(config, prompts, messages, backends, now),
+          toolkit: createJobToolkit({ config, prompts, messages, backends, now, reasonerTurns: REASONER_TURNS }),
         },
       },
     });
@@ -161,6 +159,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
         mode,
         owner: input.owner,
         text: input.text,
+        newConversation: input.conversationId === undefined,
         ...(input.externalUser === undefined ? {} : { externalUser: input.externalUser }),
       });
     } catch (error) {
@@ -218,38 +217,4 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-const MESSAGE_PATHS: Record<JobMessageKey, (m: Messages) => string> = {
-  analysing: (m) => m.processing.analysing,
-  generating: (m) => m.processing.generating,
-  switchingModel: (m) => m.processing.switchingModel,
-  reasonerBusy: (m) => m.processing.reasonerBusy,
-  usingTool: (m) => fillTemplate(m.processing.usingTool, { tool: '' }).replace(/\s+/g, ' ').trim(),
-  phrasing: (m) => m.processing.formattingResult,
-  checkingStatus: (m) => m.processing.checkingStatus,
-  noDraft: (m) => m.draft.noDraft,
-  draftCancelled: (m) => m.draft.cancelled,
-  confirmPrompt: (m) => m.draft.confirm,
-  emptyAnswer: (m) => m.errors.noAnswer,
-  internalError: (m) => m.errors.internal,
-};
-
-function createToolkit(config: Config, prompts: Prompts, messages: Messages, backends: BackendRegistry, now: () => Date): JobToolkit {
-  const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  return {
-    systemPrompt: (task) => prompts.systemPrompt(task),
-    message: (key) => MESSAGE_PATHS[key](messages),
-    preRoute: (text, hasPendingDraft, at) => preRoute(text, prompts.preRoute, { now: at, timeZone, hasPendingDraft }),
-    parseClassification,
-    now,
-    timeZone,
-    locale: config.persona.locale,
-    isBusy: (backend) => {
-      const load = backends.status()[backend]?.load;
-      return load === 'busy' || load === 'very_busy';
-    },
-    historyBounds: { turns: config.limits.turns, totalChars: config.limits.totalChars },
-    reasonerTurns: REASONER_TURNS,
-  };
 }

@@ -1,4 +1,4 @@
-import type { JobJournal, JournalEvent } from '../actors/store/job-journal.js';
+import type { JobJournal } from '../actors/store/job-journal.js';
 import { isTerminal, type JobEvent, type JobEventPayload } from '../jobs/job-event.js';
 import type { JobOutcome } from '../machines/job-machine.js';
 
@@ -8,6 +8,8 @@ interface LiveJob {
   owner: string;
   seq: number;
   listeners: Set<Listener>;
+  /** Every event so far: a subscriber of a live job replays from here, not from the database. */
+  events: JobEvent[];
 }
 
 /**
@@ -26,7 +28,7 @@ export class JobEventHub {
 
   /** Registers a job before its first event, so subscribers of a new job get its live events. */
   open(jobId: string, owner: string): void {
-    this.live.set(jobId, { owner, seq: 0, listeners: new Set() });
+    this.live.set(jobId, { owner, seq: 0, listeners: new Set(), events: [] });
   }
 
   /** Forgets a job that was never started (its submission failed). */
@@ -56,6 +58,7 @@ export class JobEventHub {
     job.seq += 1;
     const event: JobEvent = { jobId, seq: job.seq, event: payload.event, data: payload.data, at: new Date().toISOString() };
     this.journal.append(jobId, { seq: event.seq, event: event.event, data: event.data, at: event.at });
+    job.events.push(event);
     for (const listener of job.listeners) listener(event);
     if (isTerminal(payload.event)) {
       this.live.delete(jobId);
@@ -65,33 +68,31 @@ export class JobEventHub {
   }
 
   /**
-   * Replays the journal after `afterSeq`, then delivers live events until the terminal one. The live
-   * listener is attached before the replay is read, and events are delivered strictly by seq, so none is
-   * lost or doubled between the two.
+   * Replays after `afterSeq`, then delivers live events until the terminal one. A live job replays from
+   * memory; an ended one (or one of an earlier run) from the journal.
    */
   async subscribe(jobId: string, afterSeq: number, listener: Listener): Promise<() => void> {
     const job = this.live.get(jobId);
-    let last = afterSeq;
-    let replaying = true;
-    const held: JobEvent[] = [];
-    const deliver = (event: JobEvent): void => {
-      if (event.seq !== last + 1) return;
-      last = event.seq;
-      listener(event);
-    };
-    const live: Listener = (event) => (replaying ? held.push(event) : deliver(event));
-    job?.listeners.add(live);
-    let replay: JournalEvent[];
-    try {
-      replay = await this.journal.eventsAfter(jobId, afterSeq);
-    } catch (error) {
-      job?.listeners.delete(live);
-      throw error;
+    if (job) {
+      // Live: everything it emitted is in memory. Replay and attach in one synchronous step.
+      let last = afterSeq;
+      const deliver: Listener = (event) => {
+        if (event.seq !== last + 1) return;
+        last = event.seq;
+        listener(event);
+      };
+      for (const event of job.events) deliver(event);
+      job.listeners.add(deliver);
+      return () => job.listeners.delete(deliver);
     }
-    for (const stored of replay) deliver({ jobId, ...stored, event: stored.event as JobEvent['event'] });
-    for (const event of held) if (event.seq > last) deliver(event);
-    replaying = false;
-    return () => job?.listeners.delete(live);
+    // Ended (here or in an earlier run): the journal has all of it, terminal event included.
+    let last = afterSeq;
+    for (const stored of await this.journal.eventsAfter(jobId, afterSeq)) {
+      if (stored.seq !== last + 1) continue;
+      last = stored.seq;
+      listener({ jobId, ...stored, event: stored.event as JobEvent['event'] });
+    }
+    return () => undefined;
   }
 
   private notifyIdle(): void {

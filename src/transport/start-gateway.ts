@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Runtime } from '../runtime/runtime.js';
 import { startHttpServer } from './http-server.js';
-import { attachWebSocket } from './ws-server.js';
+import { attachWebSocket, type WebSocketOptions } from './ws-server.js';
 
 /** The running transports of one gateway. */
 export interface Gateway {
@@ -12,10 +12,17 @@ export interface Gateway {
 }
 
 /** Starts the HTTP server (health, status, APIs) with the WebSocket endpoint on it. */
-export async function startGateway(options: { runtime: Runtime; log: Logger; host: string; port: number }): Promise<Gateway> {
+export async function startGateway(options: {
+  runtime: Runtime;
+  log: Logger;
+  host: string;
+  port: number;
+  /** WebSocket limits other than the defaults (benchmarks raise the per-connection frame rate). */
+  ws?: Partial<Pick<WebSocketOptions, 'maxFramesPerSecond' | 'maxBufferedBytes' | 'heartbeatMs'>>;
+}): Promise<Gateway> {
   const { runtime, log } = options;
   const http = await startHttpServer({ host: options.host, port: options.port, runtime, log });
-  const ws = attachWebSocket(http.server, { runtime, config: runtime.config, log });
+  const ws = attachWebSocket(http.server, { runtime, config: runtime.config, log, ...options.ws });
   return {
     url: http.url,
     close: async () => {

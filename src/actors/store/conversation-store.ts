@@ -49,8 +49,17 @@ export interface ConversationStoreInternals extends ConversationStore {
     source: JobSource,
     externalUser: string | null,
   ): Promise<void>;
-  /** Adds a committed message to the cache. */
-  remember(conversationId: string, message: StoredMessage): void;
+  /**
+   * Adds a committed message to the cache. `created`: the message opened the conversation, so it is
+   * the whole history and the cache can hold it without ever reading the table.
+   */
+  remember(conversationId: string, message: StoredMessage, created?: boolean): void;
+  /** Inserts a message and touches its conversation in one statement (one round trip, atomic). */
+  insertMessageStatement(
+    executor: Transaction<DatabaseSchema> | Kysely<DatabaseSchema>,
+    conversationId: string,
+    message: NewMessage,
+  ): Promise<StoredMessage>;
 }
 
 /** Tuning and clock of {@link createConversationStore}. */
@@ -143,10 +152,31 @@ export function createConversationStore(
     return { role: message.role, content: message.content, jobId, createdAt };
   }
 
-  function remember(conversationId: string, message: StoredMessage): void {
+  async function insertMessageStatement(
+    executor: Transaction<DatabaseSchema> | Kysely<DatabaseSchema>,
+    conversationId: string,
+    message: NewMessage,
+  ): Promise<StoredMessage> {
+    const createdAt = now();
+    const jobId = message.jobId ?? null;
+    // updated_at drives the 7-day cleanup: an active conversation is kept.
+    await executor
+      .with('touched', (qb) => qb.updateTable('conversations').set({ updated_at: createdAt }).where('id', '=', conversationId))
+      .insertInto('messages')
+      .values({ conversation_id: conversationId, role: message.role, content: message.content, job_id: jobId, created_at: createdAt })
+      .execute();
+    return { role: message.role, content: message.content, jobId, createdAt };
+  }
+
+  function remember(conversationId: string, message: StoredMessage, created = false): void {
     const loading = loads.get(conversationId);
     if (loading !== undefined) loading.stale = true;
-    const entry = cached(conversationId, now().getTime());
+    const at = now().getTime();
+    if (created && loading === undefined && !cache.has(conversationId)) {
+      cache.set(conversationId, { messages: [message], lastUsed: at });
+      return;
+    }
+    const entry = cached(conversationId, at);
     if (entry === undefined) return;
     entry.messages.push(message);
     if (entry.messages.length > cacheSize) entry.messages.splice(0, entry.messages.length - cacheSize);
@@ -168,6 +198,7 @@ export function createConversationStore(
   return {
     insertConversation,
     insertMessage,
+    insertMessageStatement,
     remember,
 
     async ensureConversation(id, source, externalUser) {
@@ -175,9 +206,7 @@ export function createConversationStore(
     },
 
     async appendMessage(conversationId, message) {
-      const stored = await db
-        .transaction()
-        .execute((trx) => insertMessage(trx, conversationId, message));
+      const stored = await insertMessageStatement(db, conversationId, message);
       remember(conversationId, stored);
     },
 

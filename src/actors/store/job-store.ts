@@ -2,7 +2,7 @@
  * One row per job: where it came from, how it ended, and what it cost. The events of a job live in the
  * journal (`job-journal.ts`); this row is the summary used by `subscribe`, `/metrics` and restarts.
  */
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { DatabaseSchema, JobSource, JobStatus, JobsTable } from './schema.js';
 
 /** A job as it is recorded when accepted. */
@@ -59,6 +59,8 @@ export interface JobStore {
   finishJob(id: string, outcome: JobOutcome): Promise<boolean>;
   /** The job, or null when unknown (or cleaned up). */
   getJob(id: string): Promise<JobRecord | null>;
+  /** Records how several running jobs ended, in one statement; returns the ids it updated. */
+  finishJobs(list: ReadonlyArray<{ id: string; outcome: JobOutcome }>): Promise<Set<string>>;
 }
 
 /** Internals shared with the other parts of the store. */
@@ -115,6 +117,29 @@ export function createJobStore(db: Kysely<DatabaseSchema>, options: JobStoreOpti
         .where('status', '=', 'running')
         .executeTakeFirst();
       return result.numUpdatedRows > 0n;
+    },
+
+    async finishJobs(list) {
+      if (list.length === 0) return new Set();
+      const at = now();
+      const rows = list.map(
+        ({ id, outcome }) =>
+          sql`(${id}, ${outcome.status}, ${outcome.reason ?? null}, ${outcome.branch ?? null}, ${JSON.stringify(outcome.modelsUsed ?? [])}, ${roundMs(outcome.firstByteMs)}, ${roundMs(outcome.totalMs)})`,
+      );
+      // One statement for the whole batch. VALUES columns of untyped parameters come out as text: cast.
+      const result = await sql<{ id: string }>`
+        update jobs as j set
+          status = v.status,
+          reason = v.reason,
+          branch = v.branch,
+          models_used = v.models_used::jsonb,
+          first_byte_ms = v.first_byte_ms::integer,
+          total_ms = v.total_ms::integer,
+          finished_at = ${at}
+        from (values ${sql.join(rows)}) as v(id, status, reason, branch, models_used, first_byte_ms, total_ms)
+        where j.id = v.id and j.status = 'running'
+        returning j.id`.execute(db);
+      return new Set(result.rows.map((row) => row.id));
     },
 
     async getJob(id) {

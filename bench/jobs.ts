@@ -1,0 +1,197 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { createActor, fromCallback } from 'xstate';
+import { createOpenAIClient } from '../src/actors/inference/openai-client.js';
+import { openStore } from '../src/actors/store/open-store.js';
+import type { Config } from '../src/config/config-schema.js';
+import { parseConfig } from '../src/config/load-config.js';
+import { createLogger } from '../src/log.js';
+import { jobMachine, type JobInput } from '../src/machines/job-machine.js';
+import { loadPrompts } from '../src/prompts/load-prompts.js';
+import { BackendRegistry } from '../src/runtime/backend-registry.js';
+import { createJobActors } from '../src/runtime/create-job-actors.js';
+import { createJobToolkit } from '../src/runtime/create-job-toolkit.js';
+import { createRuntime } from '../src/runtime/create-runtime.js';
+import { createToolRunner } from '../src/runtime/create-tool-runner.js';
+import { startGateway } from '../src/transport/start-gateway.js';
+import { stats } from './harness.js';
+
+const log = createLogger({ level: 'silent' });
+
+/** A config over the bench fake: both roles on one backend with enough slots, embedded database. */
+export function benchConfig(baseUrl: string, dataDir: string, databaseUrl: string | null = null): Config {
+  return parseConfig({
+    server: { host: '127.0.0.1', port: 0 },
+    database: { url: databaseUrl, dataDir },
+    backends: { fake: { baseUrl, model: 'bench', concurrency: 64, healthIntervalMs: 3_600_000 } },
+    roles: { classifier: 'fake', reasoner: 'fake' },
+    modes: { daily: 'fake' },
+    limits: { maxActiveJobs: 1_000 },
+    persona: { name: 'Eid', locale: 'en' },
+  });
+}
+
+/** Runs `total` jobs keeping `concurrency` in flight; resolves with jobs per second. */
+async function drive(total: number, concurrency: number, one: () => Promise<void>): Promise<number> {
+  let started = 0;
+  const t = performance.now();
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, total) }, async () => {
+      while (started < total) {
+        started++;
+        await one();
+      }
+    }),
+  );
+  return total / ((performance.now() - t) / 1000);
+}
+
+/** A WebSocket client that runs chats to their terminal event, many at once. */
+class BenchClient {
+  private readonly waiting = new Map<string, (at: number, firstResultAt: number) => void>();
+  private readonly accepted = new Map<string, (jobId: string) => void>();
+  private readonly firstResult = new Map<string, number>();
+
+  constructor(private readonly socket: WebSocket) {
+    socket.on('message', (raw) => {
+      const frame = JSON.parse(String(raw)) as { type: string; jobId?: string; clientMsgId?: string; event?: string };
+      if (frame.type === 'accepted' && frame.clientMsgId) {
+        this.accepted.get(frame.clientMsgId)?.(String(frame.jobId));
+        this.accepted.delete(frame.clientMsgId);
+      } else if (frame.type === 'event' && frame.jobId) {
+        if (frame.event === 'result' && !this.firstResult.has(frame.jobId)) this.firstResult.set(frame.jobId, performance.now());
+        if (frame.event === 'done' || frame.event === 'error' || frame.event === 'cancelled') {
+          const first = this.firstResult.get(frame.jobId) ?? NaN;
+          this.firstResult.delete(frame.jobId);
+          this.waiting.get(frame.jobId)?.(performance.now(), first);
+          this.waiting.delete(frame.jobId);
+        }
+      } else if (frame.type === 'error') {
+        throw new Error(`bench chat refused: ${JSON.stringify(frame)}`);
+      }
+    });
+  }
+
+  static async connect(url: string): Promise<BenchClient> {
+    const socket = new WebSocket(url);
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    return new BenchClient(socket);
+  }
+
+  /** Sends a chat; resolves with the time from sending to the first `result` event. */
+  async chat(text: string): Promise<number> {
+    const clientMsgId = randomUUID();
+    const sentAt = performance.now();
+    const jobId = await new Promise<string>((resolve) => {
+      this.accepted.set(clientMsgId, resolve);
+      this.socket.send(JSON.stringify({ type: 'chat', text, clientMsgId }));
+    });
+    const [, firstResultAt] = await new Promise<[number, number]>((resolve) => this.waiting.set(jobId, (at, first) => resolve([at, first])));
+    return firstResultAt - sentAt;
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+export interface JobsBenchResult {
+  levels: Array<{ concurrency: number; endToEnd: number; bare: number }>;
+  firstResultMedianMs: number;
+  fakeMedianMs: number;
+}
+
+/**
+ * Jobs per second end to end over WebSocket (direct branch, instant fake) against the bare job machine
+ * driven in process with the same actors, at each concurrency; and the time from a `chat` frame to the
+ * first `result` event, against the fake's own time for the same classifier call.
+ */
+export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 1000]): Promise<JobsBenchResult> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sb-bench-jobs-'));
+  const config = benchConfig(baseUrl, dataDir);
+  const runtime = createRuntime(config, { log });
+  await runtime.start();
+  const gateway = await startGateway({ runtime, log, host: '127.0.0.1', port: 0, ws: { maxFramesPerSecond: 1_000_000 } });
+  const wsUrl = `${gateway.url.replace(/^http/, 'ws')}/ws`;
+  const clients = await Promise.all(Array.from({ length: 100 }, () => BenchClient.connect(wsUrl)));
+
+  // The bare machine: the same actors over a second store and registry, no transport, supervisor or hub.
+  const bareDir = mkdtempSync(join(tmpdir(), 'sb-bench-bare-'));
+  const opened = await openStore({ url: null, dataDir: bareDir }, { cleanupEveryMs: 0 });
+  const backends = new BackendRegistry(config.backends, { log });
+  backends.start();
+  const prompts = await loadPrompts(undefined, config.persona);
+  const messages = prompts.messages('en');
+  const now = () => new Date();
+  const actors = createJobActors({
+    store: opened.store,
+    backends,
+    tools: createToolRunner({ store: opened.store, config, messages, now }),
+    describeStatus: () => '',
+    draftTtlMs: 60_000,
+    historyMessages: 80,
+    now,
+  });
+  const machine = jobMachine.provide({ actors, actions: { reportFinished: () => {} } });
+  const sink = createActor(fromCallback(() => {})).start();
+  const conversationId = randomUUID();
+  await opened.store.ensureConversation(conversationId, 'ws');
+  const input: Omit<JobInput, 'jobId'> = {
+    conversationId,
+    text: 'hello',
+    mode: 'auto',
+    roles: config.roles,
+    modeBackend: null,
+    fallbackToClassifier: true,
+    sink,
+    toolkit: createJobToolkit({ config, prompts, messages, backends, now, reasonerTurns: 10 }),
+  };
+  const bareJob = () =>
+    new Promise<void>((resolve) => {
+      const actor = createActor(machine, { input: { ...input, jobId: randomUUID() } });
+      actor.subscribe({ complete: () => resolve(), error: () => resolve() });
+      actor.start();
+    });
+
+  let next = 0;
+  const endToEndJob = async () => {
+    await clients[next++ % clients.length]!.chat('hello');
+  };
+
+  // Warm both paths.
+  await drive(300, 50, bareJob);
+  await drive(300, 50, endToEndJob);
+
+  const results: JobsBenchResult['levels'] = [];
+  for (const concurrency of levels) {
+    const total = concurrency === 1 ? 300 : 2_000;
+    const bare = await drive(total, concurrency, bareJob);
+    const endToEnd = await drive(total, concurrency, endToEndJob);
+    results.push({ concurrency, endToEnd, bare });
+  }
+
+  // Latency to the first result, one at a time, and the fake's own time for the same classifier call.
+  const firstResult: number[] = [];
+  for (let i = 0; i < 300; i++) firstResult.push(await clients[0]!.chat('hello'));
+  const fakeTimes: number[] = [];
+  const direct = createOpenAIClient({ baseUrl, model: 'bench' });
+  const request = { messages: [{ role: 'system' as const, content: prompts.systemPrompt('classifier') }, { role: 'user' as const, content: '[now]\nx\n\n[message]\nhello' }] };
+  for (let i = 0; i < 300; i++) {
+    const t = performance.now();
+    await direct.complete(request, new AbortController().signal);
+    fakeTimes.push(performance.now() - t);
+  }
+
+  for (const c of clients) c.close();
+  sink.stop();
+  backends.stop();
+  await opened.close();
+  await gateway.close();
+  await runtime.stop(0);
+  rmSync(dataDir, { recursive: true, force: true });
+  rmSync(bareDir, { recursive: true, force: true });
+  return { levels: results, firstResultMedianMs: stats(firstResult).median, fakeMedianMs: stats(fakeTimes).median };
+}

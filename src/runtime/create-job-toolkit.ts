@@ -1,0 +1,50 @@
+import type { Config } from '../config/config-schema.js';
+import { parseClassification } from '../jobs/classification.js';
+import { preRoute } from '../jobs/pre-route.js';
+import type { JobMessageKey, JobToolkit } from '../machines/job-machine.js';
+import type { Prompts } from '../prompts/load-prompts.js';
+import { fillTemplate, type Messages } from '../prompts/messages.js';
+import type { BackendRegistry } from './backend-registry.js';
+
+const MESSAGE_PATHS: Record<JobMessageKey, (m: Messages) => string> = {
+  analysing: (m) => m.processing.analysing,
+  generating: (m) => m.processing.generating,
+  switchingModel: (m) => m.processing.switchingModel,
+  reasonerBusy: (m) => m.processing.reasonerBusy,
+  usingTool: (m) => fillTemplate(m.processing.usingTool, { tool: '' }).replace(/\s+/g, ' ').trim(),
+  phrasing: (m) => m.processing.formattingResult,
+  checkingStatus: (m) => m.processing.checkingStatus,
+  noDraft: (m) => m.draft.noDraft,
+  draftCancelled: (m) => m.draft.cancelled,
+  confirmPrompt: (m) => m.draft.confirm,
+  emptyAnswer: (m) => m.errors.noAnswer,
+  internalError: (m) => m.errors.internal,
+};
+
+/** The job machine's toolkit: composed prompts, fixed sentences, pre-route rules, clock and load. */
+export function createJobToolkit(options: {
+  config: Config;
+  prompts: Prompts;
+  messages: Messages;
+  backends: BackendRegistry;
+  now: () => Date;
+  reasonerTurns: number;
+}): JobToolkit {
+  const { config, prompts, messages, backends, now } = options;
+  const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return {
+    systemPrompt: (task) => prompts.systemPrompt(task),
+    message: (key) => MESSAGE_PATHS[key](messages),
+    preRoute: (text, hasPendingDraft, at) => preRoute(text, prompts.preRoute, { now: at, timeZone, hasPendingDraft }),
+    parseClassification,
+    now,
+    timeZone,
+    locale: config.persona.locale,
+    isBusy: (backend) => {
+      const load = backends.status()[backend]?.load;
+      return load === 'busy' || load === 'very_busy';
+    },
+    historyBounds: { turns: config.limits.turns, totalChars: config.limits.totalChars },
+    reasonerTurns: options.reasonerTurns,
+  };
+}
