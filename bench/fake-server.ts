@@ -14,6 +14,7 @@ const fake = await startFakeBackend({
   defaultReply: (body) => {
     const last = String(body.messages.at(-1)?.content ?? '');
     if (last === 'stream') return { content: piece, chunkDelayMs: delay };
+    if (last.startsWith('[now]') && process.env.BENCH_HOLD === '1') return { content: classified, headersDelayMs: 600_000 };
     return { content: last.startsWith('[now]') ? classified : 'x' };
   },
 });

@@ -1,5 +1,8 @@
 import { cpus, totalmem } from 'node:os';
+import { spawn } from 'node:child_process';
 import { startChildFake } from './child-fake.js';
+import { benchJobMemory } from './job-memory.js';
+import { benchJobs } from './jobs.js';
 import { benchMailboxDispatchHttp, benchMailboxDispatchInProcess } from './mailbox-dispatch.js';
 import { benchStreaming } from './streaming.js';
 
@@ -33,6 +36,35 @@ for (const [label, env] of [
   console.log(`streaming, ${r.streams} concurrent streams, ${label}`);
   console.log(`  undici reading raw bytes ${fmt(r.directChunksPerSec, 0)} chunks/s, our client directly ${fmt(r.clientChunksPerSec, 0)}, through backend actor ${fmt(r.actorChunksPerSec, 0)}`);
   console.log(`  actor / raw undici ${fmt(r.ratio * 100)}% — target ≥ 90%; actor / client alone ${fmt(r.actorVsClient * 100)}%\n`);
+  fake.stop();
+}
+{
+  const fake = await startChildFake();
+  const r = await benchJobs(fake.baseUrl);
+  console.log('jobs end to end over WebSocket (direct branch, instant fake) vs the bare job machine in process');
+  for (const level of r.levels) {
+    console.log(`  concurrency ${level.concurrency}: ${fmt(level.endToEnd, 0)} jobs/s vs bare ${fmt(level.bare, 0)} jobs/s = ${fmt((level.endToEnd / level.bare) * 100)}% — target ≥ 50%`);
+  }
+  console.log(`  chat frame → first result: median ${fmt(r.firstResultMedianMs, 2)} ms, minus the fake's own ${fmt(r.fakeMedianMs, 2)} ms = ${fmt(r.firstResultMedianMs - r.fakeMedianMs, 2)} ms — target ≤ 1 ms\n`);
+  fake.stop();
+}
+
+{
+  const holding = await startChildFake({ BENCH_HOLD: '1' });
+  const r = await benchJobMemory(holding.baseUrl);
+  console.log(`heap per in-flight job: ${fmt(r.perJobBytes / 1024)} KB over 1000 held jobs${r.measured ? '' : ' (no --expose-gc: not reliable)'} — target ≤ 20 KB`);
+  holding.stop();
+  const fake = await startChildFake();
+  const rss = (databaseUrl: string) =>
+    new Promise<string>((resolve) => {
+      const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', new URL('./idle-rss-child.ts', import.meta.url).pathname, fake.baseUrl, databaseUrl]);
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      child.on('exit', () => resolve(out.trim() || 'failed'));
+    });
+  console.log(`RSS at idle with PGlite: ${await rss('')} MiB`);
+  const pg = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
+  console.log(`RSS at idle with PostgreSQL: ${pg ? `${await rss(pg)} MiB` : 'not measured (set BENCH_DATABASE_URL)'}`);
   fake.stop();
 }
 process.exit(0);

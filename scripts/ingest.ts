@@ -1,12 +1,13 @@
 /**
- * `npm run ingest -- DIR [--data-dir D]`: loads every .md and .txt file under DIR (recursively) into
- * the documents table for `document.search` / `document.read`. The id is the path relative to DIR,
- * so ingesting again updates documents in place. Uses DATABASE_URL when set, else PGlite in D
- * (default ./data).
+ * `npm run ingest -- DIR [--config PATH] [--data-dir D]`: loads every .md and .txt file under DIR
+ * (recursively) into the documents table for `document.search` / `document.read`. The id is the path
+ * relative to DIR, so ingesting again updates documents in place. Uses the server's database (config,
+ * DATABASE_URL), or PGlite in D.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, extname, join, relative, sep } from 'node:path';
 import { parseArgs } from 'node:util';
+import { databaseTarget } from './database-target.js';
 import { createDatabase, runMigrations } from '../src/actors/store/create-database.js';
 import { createDocumentStore } from '../src/actors/store/document-store.js';
 
@@ -31,21 +32,18 @@ function titleOf(path: string, body: string): string {
   return basename(path, extname(path));
 }
 
-// Minimal on purpose: to be replaced by the config loader (database.url / database.dataDir).
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { 'data-dir': { type: 'string', default: './data' } },
+  options: { config: { type: 'string' }, 'data-dir': { type: 'string' } },
 });
 const root = positionals[0];
 if (root === undefined || positionals.length > 1) {
-  console.error('usage: npm run ingest -- DIR [--data-dir DIR]');
+  console.error('usage: npm run ingest -- DIR [--config PATH] [--data-dir DIR]');
   process.exit(2);
 }
 
-const database = await createDatabase({
-  url: process.env['DATABASE_URL'] || null,
-  dataDir: values['data-dir'],
-});
+const target = databaseTarget({ config: values.config, dataDir: values['data-dir'] });
+const database = await createDatabase({ url: target.url, dataDir: target.dataDir });
 try {
   await runMigrations(database.db);
   const documents = createDocumentStore(database.db);

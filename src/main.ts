@@ -32,7 +32,7 @@ async function main(): Promise<void> {
     // Order: refuse new messages, give running jobs their grace period while their clients stay connected
     // to receive the rest, cancel what is left (aborting backend requests), flush the journal and close
     // the store; then close the connections and flush the logs.
-    await runtime.stop();
+    await runtime.stop(config.shutdown.graceMs);
     await http.close();
     log.info('stopped');
     log.flush();

@@ -81,6 +81,8 @@ export const configSchema = z.strictObject({
   persona: z
     .strictObject({ name: z.string().min(1).default('이드'), locale: z.string().min(2).default('ko') })
     .prefault({}),
+  /** Extension beyond DESIGN §3: how long running jobs may finish after SIGTERM before they are cancelled. */
+  shutdown: z.strictObject({ graceMs: z.number().int().min(0).default(10_000) }).prefault({}),
 });
 
 /** The validated, defaulted configuration. Frozen once loaded. */
