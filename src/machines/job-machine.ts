@@ -138,6 +138,26 @@ function terminal(payload: JobEventPayload, context: JobContext, status: JobOutc
 
 const nowText = (context: JobContext): string => describeNow(context.toolkit.now(), context.toolkit.timeZone, context.toolkit.locale);
 
+/** A streamed answer from `backend`: persona prompt with the time, the last turns, the message. */
+function streamInput(context: JobContext, backend: string): InferInput {
+  return {
+    backend,
+    kind: 'stream',
+    priority: 'foreground',
+    request: chatRequest({
+      systemPrompt: context.toolkit.systemPrompt('reasoner'),
+      now: nowText(context),
+      history: boundHistory(context.history, context.toolkit.historyBounds).slice(-context.toolkit.reasonerTurns),
+      text: context.text,
+    }),
+  };
+}
+
+/** While a stream runs: a `processing` heartbeat every `streamHeartbeat`. */
+const STREAM_HEARTBEAT = {
+  after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } },
+} as const;
+
 /**
  * One message, from `ack` to exactly one terminal state. `preRoute` answers known requests (calendar,
  * email, documents, status, yes/no to a draft) without the classifier; otherwise `classify` asks the small
@@ -378,20 +398,10 @@ export const jobMachine = setup({
           entry: [{ type: 'emitProcessing', params: { key: 'generating' } }, { type: 'useModel', params: { role: 'classifier' } }],
           invoke: {
             src: 'infer',
-            input: ({ context }) => ({
-              backend: context.roles.classifier,
-              kind: 'stream',
-              priority: 'foreground',
-              request: chatRequest({
-                systemPrompt: context.toolkit.systemPrompt('reasoner'),
-                now: nowText(context),
-                history: boundHistory(context.history, context.toolkit.historyBounds).slice(-context.toolkit.reasonerTurns),
-                text: context.text,
-              }),
-            }),
+            input: ({ context }) => streamInput(context, context.roles.classifier),
           },
           initial: 'waiting',
-          states: { waiting: { after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } } } },
+          states: { waiting: STREAM_HEARTBEAT },
           on: {
             'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
             'infer.done': '#job.recording',
@@ -514,20 +524,10 @@ export const jobMachine = setup({
           entry: [{ type: 'emitProcessing', params: { key: 'generating' } }, { type: 'useModel', params: { role: 'reasoner' } }],
           invoke: {
             src: 'infer',
-            input: ({ context }) => ({
-              backend: context.roles.reasoner,
-              kind: 'stream',
-              priority: 'foreground',
-              request: chatRequest({
-                systemPrompt: context.toolkit.systemPrompt('reasoner'),
-                now: nowText(context),
-                history: boundHistory(context.history, context.toolkit.historyBounds).slice(-context.toolkit.reasonerTurns),
-                text: context.text,
-              }),
-            }),
+            input: ({ context }) => streamInput(context, context.roles.reasoner),
           },
           initial: 'waiting',
-          states: { waiting: { after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } } } },
+          states: { waiting: STREAM_HEARTBEAT },
           on: {
             'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
             'infer.done': '#job.recording',
@@ -541,20 +541,10 @@ export const jobMachine = setup({
           entry: { type: 'useModel', params: { role: 'classifier' } },
           invoke: {
             src: 'infer',
-            input: ({ context }) => ({
-              backend: context.roles.classifier,
-              kind: 'stream',
-              priority: 'foreground',
-              request: chatRequest({
-                systemPrompt: context.toolkit.systemPrompt('reasoner'),
-                now: nowText(context),
-                history: boundHistory(context.history, context.toolkit.historyBounds).slice(-context.toolkit.reasonerTurns),
-                text: context.text,
-              }),
-            }),
+            input: ({ context }) => streamInput(context, context.roles.classifier),
           },
           initial: 'waiting',
-          states: { waiting: { after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } } } },
+          states: { waiting: STREAM_HEARTBEAT },
           on: {
             'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
             'infer.done': '#job.recording',
@@ -567,20 +557,10 @@ export const jobMachine = setup({
       entry: [{ type: 'setBranch', params: { branch: 'mode' } }, { type: 'useModel', params: { role: 'mode' } }],
       invoke: {
         src: 'infer',
-        input: ({ context }) => ({
-          backend: context.modeBackend ?? context.roles.classifier,
-          kind: 'stream',
-          priority: 'foreground',
-          request: chatRequest({
-            systemPrompt: context.toolkit.systemPrompt('reasoner'),
-            now: nowText(context),
-            history: boundHistory(context.history, context.toolkit.historyBounds).slice(-context.toolkit.reasonerTurns),
-            text: context.text,
-          }),
-        }),
+        input: ({ context }) => streamInput(context, context.modeBackend ?? context.roles.classifier),
       },
       initial: 'waiting',
-      states: { waiting: { after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } } } },
+      states: { waiting: STREAM_HEARTBEAT },
       on: {
         'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
         'infer.done': 'recording',
