@@ -1,6 +1,5 @@
 import { assign, fromCallback, fromPromise, sendParent, sendTo, setup, type AnyActorRef } from 'xstate';
 import type { ChatRequest, ChatResult } from '../actors/inference/types.js';
-import type { ErrorInfo } from '../errors.js';
 import type { Classification } from '../jobs/classification.js';
 import type { JobEventPayload } from '../jobs/job-event.js';
 import { boundHistory, chatRequest, classifierRequest, describeNow, toolFormatRequest, type HistoryBounds, type HistoryTurn } from '../jobs/job-requests.js';
@@ -19,6 +18,7 @@ export type JobMessageKey =
   | 'draftCancelled'
   | 'confirmPrompt'
   | 'emptyAnswer'
+  | 'backendUnavailable'
   | 'internalError';
 
 /** What a job needs besides actors: prompts, rules and clocks, closed over by the runtime. */
@@ -304,8 +304,12 @@ export const jobMachine = setup({
     assignToolError: assign(({ context }) => ({
       error: context.tool && !context.tool.ok ? { reason: context.tool.reason, message: context.tool.message } : null,
     })),
+    /** The reason as the backend decided it; the sentence is ours, in the persona's locale (no hosts, no paths). */
     assignInferError: assign({
-      error: ({ event: e }) => (e.type === 'infer.error' ? publicError(e.error) : { reason: 'internal', message: 'internal error' }),
+      error: ({ context, event: e }) => ({
+        reason: e.type === 'infer.error' ? e.error.reason : 'internal',
+        message: context.toolkit.message(e.type === 'infer.error' && e.error.code !== 'internal' ? 'backendUnavailable' : 'internalError'),
+      }),
     }),
     assignActorError: assign({ error: ({ context }) => ({ reason: 'internal', message: context.toolkit.message('internalError') }) }),
     assignToolActorError: assign({ error: ({ context }) => ({ reason: 'tool_failed', message: context.toolkit.message('internalError') }) }),
@@ -596,10 +600,6 @@ function cleanCompletion(result: ChatResult): string {
     }
   }
   return text;
-}
-
-function publicError(error: ErrorInfo): { reason: string; message: string } {
-  return { reason: error.reason, message: error.message };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

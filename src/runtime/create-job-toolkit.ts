@@ -18,6 +18,7 @@ const MESSAGE_PATHS: Record<JobMessageKey, (m: Messages) => string> = {
   draftCancelled: (m) => m.draft.cancelled,
   confirmPrompt: (m) => m.draft.confirm,
   emptyAnswer: (m) => m.errors.noAnswer,
+  backendUnavailable: (m) => m.errors.backendUnavailable,
   internalError: (m) => m.errors.internal,
 };
 
