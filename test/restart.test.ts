@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.js';
-import { startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
+import { childConfig, startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
 import { TestClient } from './helpers/gateway.js';
 import { scriptModels } from './helpers/scripted-models.js';
 
@@ -35,17 +35,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function config() {
-  const backend = (fake: FakeBackend) => ({ baseUrl: fake.baseUrl, model: 'm', healthIntervalMs: 60_000, timeoutMs: 5_000 });
-  return {
-    server: { host: '127.0.0.1', port: 0 },
-    database: { dataDir: join(dir, 'data') },
-    backends: { small: backend(small), large: backend(large) },
-    roles: { classifier: 'small', reasoner: 'large' },
-    modes: { daily: 'small' },
-    persona: { name: 'Eid', locale: 'en' },
-  };
-}
+const config = () => childConfig(dir, small, large, { backend: { timeoutMs: 5_000 } });
 
 describe('kill -9 during a streamed answer, then start again', () => {
   it('keeps the history and ends the interrupted job with error/interrupted', async () => {

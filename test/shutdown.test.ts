@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.js';
-import { startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
+import { childConfig, startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
 import { TestClient } from './helpers/gateway.js';
 import { scriptModels } from './helpers/scripted-models.js';
 
@@ -39,16 +39,7 @@ afterAll(async () => {
 
 describe('graceful shutdown', () => {
   it('lets short jobs finish, cancels the rest, refuses new work, and exits 0', async () => {
-    const backend = (fake: FakeBackend) => ({ baseUrl: fake.baseUrl, model: 'm', healthIntervalMs: 60_000, concurrency: 4 });
-    gateway = await startChildGateway(dir, {
-      server: { host: '127.0.0.1', port: 0 },
-      database: { dataDir: join(dir, 'data') },
-      backends: { small: backend(small), large: backend(large) },
-      roles: { classifier: 'small', reasoner: 'large' },
-      modes: { daily: 'small' },
-      persona: { name: 'Eid', locale: 'en' },
-      shutdown: { graceMs: 2_000 },
-    });
+    gateway = await startChildGateway(dir, childConfig(dir, small, large, { backend: { concurrency: 4 }, shutdown: { graceMs: 2_000 } }));
     const client = await TestClient.connect(gateway.wsUrl);
     const short = await client.chat('a short one');
     const endless = await client.chat('an endless one');

@@ -153,6 +153,13 @@ function streamInput(context: JobContext, backend: string): InferInput {
   };
 }
 
+/** A stream that is the answer: chunks go out as they come, the end records it, a failure ends the job. */
+const STREAM_EVENTS = {
+  'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
+  'infer.done': '#job.recording',
+  'infer.error': { target: '#job.failed', actions: 'assignInferError' },
+} as const;
+
 /** While a stream runs: a `processing` heartbeat every `streamHeartbeat`. */
 const STREAM_HEARTBEAT = {
   after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } },
@@ -406,11 +413,7 @@ export const jobMachine = setup({
           },
           initial: 'waiting',
           states: { waiting: STREAM_HEARTBEAT },
-          on: {
-            'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
-            'infer.done': '#job.recording',
-            'infer.error': { target: '#job.failed', actions: 'assignInferError' },
-          },
+          on: STREAM_EVENTS,
         },
       },
     },
@@ -549,11 +552,7 @@ export const jobMachine = setup({
           },
           initial: 'waiting',
           states: { waiting: STREAM_HEARTBEAT },
-          on: {
-            'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
-            'infer.done': '#job.recording',
-            'infer.error': { target: '#job.failed', actions: 'assignInferError' },
-          },
+          on: STREAM_EVENTS,
         },
       },
     },
@@ -565,11 +564,7 @@ export const jobMachine = setup({
       },
       initial: 'waiting',
       states: { waiting: STREAM_HEARTBEAT },
-      on: {
-        'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
-        'infer.done': 'recording',
-        'infer.error': { target: 'failed', actions: 'assignInferError' },
-      },
+      on: STREAM_EVENTS,
     },
     recording: {
       always: { guard: 'isEmptyAnswer', target: 'failed', actions: 'assignEmptyAnswer' },

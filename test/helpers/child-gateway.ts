@@ -52,3 +52,23 @@ export async function startChildGateway(dir: string, config: Record<string, unkn
     },
   };
 }
+
+/** The config of a child gateway over two fakes (small: classifier, large: reasoner), data under `dir`. */
+export function childConfig(
+  dir: string,
+  small: { baseUrl: string },
+  large: { baseUrl: string },
+  extra: { backend?: Record<string, unknown>; [key: string]: unknown } = {},
+): Record<string, unknown> {
+  const { backend: backendExtra = {}, ...rest } = extra;
+  const backend = (fake: { baseUrl: string }) => ({ baseUrl: fake.baseUrl, model: 'm', healthIntervalMs: 60_000, ...backendExtra });
+  return {
+    server: { host: '127.0.0.1', port: 0 },
+    database: { dataDir: join(dir, 'data') },
+    backends: { small: backend(small), large: backend(large) },
+    roles: { classifier: 'small', reasoner: 'large' },
+    modes: { daily: 'small' },
+    persona: { name: 'Eid', locale: 'en' },
+    ...rest,
+  };
+}
