@@ -1,7 +1,7 @@
 import { createActor, createMachine } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import type { InferRequestEvent, Priority } from '../src/machines/backend-protocol.js';
-import { EMPTY_QUEUE, enqueueRequest, queuePositions, queueSize, removeRequest, takeNext, type RequestQueue } from '../src/machines/request-queue.js';
+import { EMPTY_QUEUE, enqueueRequest, positionOf, queueSize, removeRequest, takeNext, type RequestQueue } from '../src/machines/request-queue.js';
 
 const ref = createActor(createMachine({}));
 const request = (requestId: string, priority: Priority): InferRequestEvent => ({
@@ -31,7 +31,7 @@ describe('RequestQueue', () => {
     q = enqueueRequest(q, request('b2', 'background'), 2);
     q = enqueueRequest(q, request('f2', 'foreground'), 3);
     expect(drain(q, 5, 1000)).toEqual(['f1', 'f2', 'b1', 'b2']);
-    expect([...queuePositions(q, 5, 1000)]).toEqual([['f1', 1], ['f2', 2], ['b1', 3], ['b2', 4]]);
+    expect(['f1', 'f2', 'b1', 'b2', 'gone'].map((id) => positionOf(q, id, 5, 1000))).toEqual([1, 2, 3, 4, undefined]);
   });
 
   it('serves background that waited past the aging limit before newer foreground, never before older foreground', () => {

@@ -139,7 +139,7 @@ export const backendMachine = setup({
       enqueue.sendTo('watcher', { type: 'watch', requestId: event.requestId, ref: event.replyTo } satisfies WatcherCommand);
       const now = Date.now();
       const queue = enqueueRequest(context.queue, event, now);
-      applyPlan(enqueue, context, planDispatch({ queue, slots: context.slots }, now, context.maxBackgroundWaitMs));
+      applyPlan(enqueue, context, planDispatch({ queue, slots: context.slots }, now, context.maxBackgroundWaitMs, [], event));
     }),
     /** A waiting request leaves the queue without reaching the server; a running one is aborted (draining). */
     cancelRequest: enqueueActions(({ context, event, enqueue }) => {

@@ -6,7 +6,8 @@ import type { ErrorInfo } from '../errors.js';
  * The message protocol between a requester actor and a backend actor.
  *
  * A requester sends `infer.request` with itself as `replyTo` and gets, in order:
- *   zero or more `infer.queued {position}` (1-based, sent when it must wait and whenever its place changes),
+ *   `infer.queued {position}` when it must wait (1-based, its place on arrival; later moves are not sent:
+ *   with n waiting that would be n messages per dispatch),
  *   `infer.started` once a slot serves it,
  *   zero or more `infer.chunk {text}` (streaming requests only),
  *   and exactly one terminal message: `infer.done {result}`, `infer.error {error}` or `infer.cancelled`.

@@ -38,17 +38,16 @@ interface ConversationContext {
 
 /**
  * One conversation: its jobs run one at a time so that its history stays in order. A message that
- * arrives while another is being answered waits here (its requester is told its place); when the
- * conversation has had nothing to do for `idleTimeout` it asks to be stopped.
+ * arrives while another is being answered waits here (its requester is told its place). As soon as the
+ * conversation has nothing running and nothing waiting it asks to be stopped: its history lives in the
+ * store (and the store's cache), so an idle conversation costs nothing, and the supervisor's children
+ * and the system's timers stay as many as the conversations at work.
  */
 export const conversationMachine = setup({
   types: {
     input: {} as { conversationId: string },
     context: {} as ConversationContext,
     events: {} as ConversationEvent,
-  },
-  delays: {
-    idleTimeout: 60 * 60 * 1000,
   },
   guards: {
     hasWaiting: ({ context }) => context.waiting.length > 0,
@@ -92,7 +91,6 @@ export const conversationMachine = setup({
   states: {
     idle: {
       on: { 'conversation.enqueue': { target: 'busy', actions: 'startNow' } },
-      after: { idleTimeout: { target: 'idle', reenter: true, actions: 'reportIdle' } },
     },
     busy: {
       on: {
@@ -100,7 +98,7 @@ export const conversationMachine = setup({
         'conversation.cancel': { actions: 'dropWaiting' },
         'conversation.jobFinished': [
           { guard: 'hasWaiting', actions: ['clearRunning', 'startNext'] },
-          { target: 'idle', actions: 'clearRunning' },
+          { target: 'idle', actions: ['clearRunning', 'reportIdle'] },
         ],
       },
     },

@@ -2,7 +2,7 @@ import type { AnyActorRef } from 'xstate';
 import type { ChatRequest, ChatResult } from '../actors/inference/types.js';
 import type { ErrorInfo } from '../errors.js';
 import type { BackendReply, InferRequestEvent, RequestKind } from './backend-protocol.js';
-import { queuePositions, takeNext, type RequestQueue } from './request-queue.js';
+import { positionOf, takeNext, type RequestQueue } from './request-queue.js';
 
 /**
  * One of a backend's `concurrency` slots. `running` serves a request; `draining` holds the slot while an
@@ -73,16 +73,21 @@ export function slotOf(state: MailboxState, requestId: string): number {
 }
 
 /**
- * Fills idle slots from the queue and tells every waiting requester whose place changed. Pure: the machine
- * applies the plan with one assign and its sends, so each mailbox event is a single cheap transition.
+ * Fills idle slots from the queue. With `arrived`, the request that just joined the queue is told its
+ * place when it has to wait. Pure: the machine applies the plan with one assign and its sends, so each
+ * mailbox event is a single cheap transition.
  */
-export function planDispatch(state: MailboxState, now: number, maxBackgroundWaitMs: number, out: Outgoing[] = []): MailboxPlan {
+export function planDispatch(
+  state: MailboxState,
+  now: number,
+  maxBackgroundWaitMs: number,
+  out: Outgoing[] = [],
+  arrived?: InferRequestEvent,
+): MailboxPlan {
   const waiting = state.queue.foreground.length + state.queue.background.length;
-  if (waiting === 0 || !state.slots.some((slot) => slot.status === 'idle')) return { state, out };
-
-  const before = waiting > 1 ? queuePositions(state.queue, now, maxBackgroundWaitMs) : undefined;
+  if (waiting === 0) return { state, out };
   let queue = state.queue;
-  const slots = [...state.slots];
+  let slots = state.slots;
   const perfNow = performance.now();
   for (let index = 0; index < slots.length; index++) {
     if (slots[index]?.status !== 'idle') continue;
@@ -90,27 +95,20 @@ export function planDispatch(state: MailboxState, now: number, maxBackgroundWait
     if (!taken.next) break;
     queue = taken.queue;
     const { event } = taken.next;
-    slots[index] = {
+    slots = slots.with(index, {
       status: 'running',
       requestId: event.requestId,
       replyTo: event.replyTo,
       enqueuedAt: perfNow - (now - taken.next.enqueuedAt),
       startedAt: perfNow,
       firstByteAt: null,
-    };
+    });
     out.push({ to: event.replyTo, event: { type: 'infer.started', requestId: event.requestId } });
     out.push({ to: index, event: { type: 'call.start', requestId: event.requestId, kind: event.kind, request: event.request, replyTo: event.replyTo } });
   }
-
-  if (queue.foreground.length + queue.background.length > 0) {
-    const after = queuePositions(queue, now, maxBackgroundWaitMs);
-    for (const entry of [...queue.foreground, ...queue.background]) {
-      const { requestId, replyTo } = entry.event;
-      const position = after.get(requestId);
-      if (position !== undefined && before?.get(requestId) !== position) {
-        out.push({ to: replyTo, event: { type: 'infer.queued', requestId, position } });
-      }
-    }
+  if (arrived !== undefined) {
+    const position = positionOf(queue, arrived.requestId, now, maxBackgroundWaitMs);
+    if (position !== undefined) out.push({ to: arrived.replyTo, event: { type: 'infer.queued', requestId: arrived.requestId, position } });
   }
   return { state: { queue, slots }, out };
 }

@@ -64,14 +64,15 @@ export function takeNext(queue: RequestQueue, now: number, maxBackgroundWaitMs: 
   return { queue: { ...queue, foreground: queue.foreground.slice(1) }, next: queue.foreground[0] };
 }
 
-/** 1-based positions in the order requests would be served if nothing else arrived. */
-export function queuePositions(queue: RequestQueue, now: number, maxBackgroundWaitMs: number): Map<string, number> {
-  const positions = new Map<string, number>();
+/** A waiting request's 1-based place in the order requests would be served if nothing else arrived. */
+export function positionOf(queue: RequestQueue, requestId: string, now: number, maxBackgroundWaitMs: number): number | undefined {
   let fi = 0;
   let bi = 0;
+  let position = 0;
   while (fi < queue.foreground.length || bi < queue.background.length) {
     const entry = backgroundFirst(queue, fi, bi, now, maxBackgroundWaitMs) ? queue.background[bi++] : queue.foreground[fi++];
-    if (entry) positions.set(entry.event.requestId, positions.size + 1);
+    position++;
+    if (entry?.event.requestId === requestId) return position;
   }
-  return positions;
+  return undefined;
 }
