@@ -1,13 +1,15 @@
 import { enqueueActions, setup } from 'xstate';
 import type { JobEventPayload } from '../jobs/job-event.js';
+import { createActorPool, type PoolCommand } from './actor-pool.js';
 import {
   conversationMachine,
+  type ConversationEvent,
   type ConversationIdleEvent,
   type ConversationNoticeEvent,
   type ConversationReadyEvent,
   type JobSpec,
 } from './conversation-machine.js';
-import { jobMachine, type JobFinishedEvent, type JobInput, type JobSinkEvent } from './job-machine.js';
+import { jobMachine, type JobFinishedEvent, type JobInput, type JobOutcome, type JobSinkEvent } from './job-machine.js';
 
 /** What every job shares: roles, fallback, the sink and the toolkit. */
 export type JobDefaults = Omit<JobInput, 'jobId' | 'conversationId' | 'text' | 'mode' | 'modeBackend'>;
@@ -26,34 +28,56 @@ export type SupervisorEvent =
   | ConversationReadyEvent
   | ConversationNoticeEvent
   | ConversationIdleEvent
-  | JobFinishedEvent;
+  | JobFinishedEvent
+  /** A pooled job or conversation actor crashed (`xstate.error.actor.<id>`). */
+  | { type: `xstate.error.actor.${string}`; error: unknown };
+
+/** Where a job is: behind its conversation's earlier jobs, parked for a place under the cap, or running. */
+type JobPhase = 'waiting' | 'parked' | 'active';
 
 interface SupervisorContext extends SupervisorInput {
+  /** Every job accepted and not finished, with its conversation and phase. One map, so one copy per change. */
+  jobs: ReadonlyMap<string, { conversationId: string; phase: JobPhase }>;
+  /** Jobs in phase `active`. */
+  activeCount: number;
   /** Conversations with a live actor (`conversation:<id>`). */
   conversations: ReadonlySet<string>;
-  /** Running jobs, by id, with their conversation. */
-  active: ReadonlyMap<string, string>;
-  /** Jobs accepted and not running yet (behind their conversation or the cap), by id, with their conversation. */
-  waiting: ReadonlyMap<string, string>;
-  /** Jobs whose conversation's turn has come, waiting for a free place under `maxActiveJobs`. */
-  pending: readonly JobSpec[];
+  /** Jobs whose conversation's turn has come, waiting for a place under `maxActiveJobs`, in order. */
+  parked: readonly JobSpec[];
+}
+
+/** `/status`'s job counts: running, and accepted but not running (behind a conversation or the cap). */
+export function jobCounts(context: SupervisorContext): { active: number; pending: number } {
+  return { active: context.activeCount, pending: context.jobs.size - context.activeCount };
 }
 
 const jobActorId = (jobId: string): string => `job:${jobId}`;
 const conversationActorId = (conversationId: string): string => `conversation:${conversationId}`;
+const JOB_ERROR_PREFIX = `xstate.error.actor.${jobActorId('')}`;
 
-function sinkEvent(jobId: string, payload: JobEventPayload, cancelled = false): JobSinkEvent {
-  const outcome = cancelled
-    ? { status: 'cancelled' as const, branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: null }
-    : undefined;
+const CANCELLED_OUTCOME: JobOutcome = { status: 'cancelled', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: null };
+
+function sinkEvent(jobId: string, payload: JobEventPayload, outcome?: JobOutcome): JobSinkEvent {
   return outcome ? { type: 'job.event', jobId, payload, outcome } : { type: 'job.event', jobId, payload };
+}
+
+function withJob(context: SupervisorContext, jobId: string, conversationId: string, phase: JobPhase) {
+  return new Map(context.jobs).set(jobId, { conversationId, phase });
+}
+
+function withoutJob(context: SupervisorContext, jobId: string) {
+  const jobs = new Map(context.jobs);
+  jobs.delete(jobId);
+  return jobs;
 }
 
 /**
  * The job supervisor: owns a conversation actor per active conversation and a job actor per running
- * message. At most `maxActiveJobs` jobs run; the rest wait (behind their conversation, then for a
- * place), told their position through `queued` events. Routes `cancel`, stops finished children and
- * idle conversations.
+ * message, both in its actor pool (see `actor-pool.ts` for why not `spawnChild`). At most
+ * `maxActiveJobs` jobs run; the rest wait (behind their conversation, then for a place), told their
+ * position through `queued` events. Routes `cancel`, stops finished jobs and idle conversations. A job
+ * actor that crashes (a bug: jobs end their failures themselves) ends with `error`/`internal` and the
+ * rest carry on.
  */
 export const supervisorMachine = setup({
   types: {
@@ -61,131 +85,144 @@ export const supervisorMachine = setup({
     context: {} as SupervisorContext,
     events: {} as SupervisorEvent,
   },
-  actors: { job: jobMachine, conversation: conversationMachine },
+  actors: { pool: createActorPool({ job: jobMachine, conversation: conversationMachine }) },
+  guards: {
+    /** Only a job's crash is survivable; anything else erroring (the pool) errors the supervisor. */
+    isJobCrash: ({ context, event }) =>
+      event.type.startsWith(JOB_ERROR_PREFIX) && context.jobs.get(event.type.slice(JOB_ERROR_PREFIX.length))?.phase === 'active',
+  },
   actions: {
     accept: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'submit') return;
       const { spec } = event;
       if (!context.conversations.has(spec.conversationId)) {
         enqueue.assign({ conversations: new Set(context.conversations).add(spec.conversationId) });
-        enqueue.spawnChild('conversation', { id: conversationActorId(spec.conversationId), input: { conversationId: spec.conversationId } });
+        enqueue.sendTo('pool', {
+          type: 'pool.spawn',
+          src: 'conversation',
+          id: conversationActorId(spec.conversationId),
+          input: { conversationId: spec.conversationId },
+        } satisfies SupervisorPoolCommand);
       }
-      enqueue.assign({ waiting: new Map(context.waiting).set(spec.jobId, spec.conversationId) });
-      enqueue.sendTo(conversationActorId(spec.conversationId), { type: 'conversation.enqueue', spec });
+      enqueue.assign({ jobs: withJob(context, spec.jobId, spec.conversationId, 'waiting') });
+      tellConversation(enqueue, spec.conversationId, { type: 'conversation.enqueue', spec });
     }),
     startOrPark: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'conversation.ready') return;
       const { spec } = event;
-      if (context.active.size < context.maxActiveJobs) {
+      if (context.activeCount < context.maxActiveJobs) {
         startJob(context, spec, enqueue);
         return;
       }
-      enqueue.assign({ pending: [...context.pending, spec] });
-      enqueue.sendTo(context.jobDefaults.sink, sinkEvent(spec.jobId, { event: 'queued', data: { position: context.pending.length + 1 } }));
+      enqueue.assign({ parked: [...context.parked, spec], jobs: withJob(context, spec.jobId, spec.conversationId, 'parked') });
+      enqueue.sendTo(context.jobDefaults.sink, sinkEvent(spec.jobId, { event: 'queued', data: { position: context.parked.length + 1 } }));
     }),
     tellWaiting: enqueueActions(({ context, event, enqueue }) => {
       if (event.type === 'conversation.waiting') {
         enqueue.sendTo(context.jobDefaults.sink, sinkEvent(event.jobId, { event: 'queued', data: { position: event.position } }));
       } else if (event.type === 'conversation.dropped') {
-        const waiting = new Map(context.waiting);
-        waiting.delete(event.jobId);
-        enqueue.assign({ waiting });
-        enqueue.sendTo(context.jobDefaults.sink, sinkEvent(event.jobId, { event: 'cancelled', data: {} }, true));
+        enqueue.assign({ jobs: withoutJob(context, event.jobId) });
+        enqueue.sendTo(context.jobDefaults.sink, sinkEvent(event.jobId, { event: 'cancelled', data: {} }, CANCELLED_OUTCOME));
       }
     }),
     finishJob: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'job.finished') return;
-      const active = new Map(context.active);
-      active.delete(event.jobId);
-      enqueue.stopChild(jobActorId(event.jobId));
-      enqueue.assign({ active });
-      // Its conversation is alive: conversations are only stopped when none of their jobs is running or waiting.
-      enqueue.sendTo(conversationActorId(event.conversationId), { type: 'conversation.jobFinished', jobId: event.jobId });
-      const [next, ...rest] = context.pending;
-      if (next) {
-        enqueue.assign({ pending: rest });
-        startJob({ ...context, active }, next, enqueue);
-        rest.forEach((spec, index) =>
-          enqueue.sendTo(context.jobDefaults.sink, sinkEvent(spec.jobId, { event: 'queued', data: { position: index + 1 } })),
-        );
-      }
+      finishJob(context, event.jobId, enqueue);
+    }),
+    /** A job actor crashed: it could not send its terminal event, so the supervisor sends one for it. */
+    failCrashedJob: enqueueActions(({ context, event, enqueue }) => {
+      const jobId = event.type.slice(JOB_ERROR_PREFIX.length);
+      enqueue.sendTo(
+        context.jobDefaults.sink,
+        sinkEvent(
+          jobId,
+          { event: 'error', data: { message: context.jobDefaults.toolkit.message('internalError'), reason: 'internal' } },
+          { status: 'error', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: 'internal' },
+        ),
+      );
+      finishJob(context, jobId, enqueue);
     }),
     cancelJob: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'cancel') return;
-      if (context.active.has(event.jobId)) {
-        enqueue.sendTo(jobActorId(event.jobId), { type: 'cancel' });
-        return;
-      }
-      const parked = context.pending.findIndex((spec) => spec.jobId === event.jobId);
-      if (parked >= 0) {
-        const spec = context.pending[parked] as JobSpec;
-        const pending = context.pending.toSpliced(parked, 1);
-        const waiting = new Map(context.waiting);
-        waiting.delete(spec.jobId);
-        enqueue.assign({ pending, waiting });
-        enqueue.sendTo(context.jobDefaults.sink, sinkEvent(spec.jobId, { event: 'cancelled', data: {} }, true));
+      const job = context.jobs.get(event.jobId);
+      if (job === undefined) return;
+      if (job.phase === 'active') {
+        enqueue.sendTo('pool', { type: 'pool.send', id: jobActorId(event.jobId), event: { type: 'cancel' } } satisfies SupervisorPoolCommand);
+      } else if (job.phase === 'parked') {
+        const at = context.parked.findIndex((spec) => spec.jobId === event.jobId);
+        const parked = context.parked.toSpliced(at, 1);
+        enqueue.assign({ parked, jobs: withoutJob(context, event.jobId) });
+        enqueue.sendTo(context.jobDefaults.sink, sinkEvent(event.jobId, { event: 'cancelled', data: {} }, CANCELLED_OUTCOME));
         // Its conversation let it go first: tell it the turn is over.
-        enqueue.sendTo(conversationActorId(spec.conversationId), { type: 'conversation.jobFinished', jobId: spec.jobId });
-        pending.slice(parked).forEach((rest, offset) =>
-          enqueue.sendTo(context.jobDefaults.sink, sinkEvent(rest.jobId, { event: 'queued', data: { position: parked + offset + 1 } })),
+        tellConversation(enqueue, job.conversationId, { type: 'conversation.jobFinished', jobId: event.jobId });
+        parked.slice(at).forEach((rest, offset) =>
+          enqueue.sendTo(context.jobDefaults.sink, sinkEvent(rest.jobId, { event: 'queued', data: { position: at + offset + 1 } })),
         );
-        return;
-      }
-      const conversationId = context.waiting.get(event.jobId);
-      if (conversationId !== undefined) {
-        enqueue.sendTo(conversationActorId(conversationId), { type: 'conversation.cancel', jobId: event.jobId });
+      } else {
+        // Behind its conversation: the conversation drops it and says so (`conversation.dropped`).
+        tellConversation(enqueue, job.conversationId, { type: 'conversation.cancel', jobId: event.jobId });
       }
     }),
     cancelAll: enqueueActions(({ context, enqueue }) => {
-      for (const jobId of context.active.keys()) enqueue.sendTo(jobActorId(jobId), { type: 'cancel' });
-      const waiting = new Map(context.waiting);
-      for (const spec of context.pending) {
-        waiting.delete(spec.jobId);
-        enqueue.sendTo(context.jobDefaults.sink, sinkEvent(spec.jobId, { event: 'cancelled', data: {} }, true));
+      const jobs = new Map(context.jobs);
+      for (const [jobId, job] of context.jobs) {
+        if (job.phase === 'active') {
+          enqueue.sendTo('pool', { type: 'pool.send', id: jobActorId(jobId), event: { type: 'cancel' } } satisfies SupervisorPoolCommand);
+        } else if (job.phase === 'parked') {
+          jobs.delete(jobId);
+          enqueue.sendTo(context.jobDefaults.sink, sinkEvent(jobId, { event: 'cancelled', data: {} }, CANCELLED_OUTCOME));
+        } else {
+          tellConversation(enqueue, job.conversationId, { type: 'conversation.cancel', jobId });
+        }
       }
-      // Jobs still behind their conversation: the conversation drops them and says so (`conversation.dropped`).
-      for (const [jobId, conversationId] of waiting) {
-        enqueue.sendTo(conversationActorId(conversationId), { type: 'conversation.cancel', jobId });
-      }
-      enqueue.assign({ pending: [], waiting });
+      enqueue.assign({ parked: [], jobs });
     }),
     stopIdleConversation: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'conversation.idle') return;
-      const busy = [...context.active.values(), ...context.waiting.values()].includes(event.conversationId);
-      if (busy) return;
+      // A message for it may have been accepted after it said so: then it is not idle any more.
+      for (const job of context.jobs.values()) if (job.conversationId === event.conversationId) return;
       const conversations = new Set(context.conversations);
       conversations.delete(event.conversationId);
       enqueue.assign({ conversations });
-      enqueue.stopChild(conversationActorId(event.conversationId));
+      enqueue.sendTo('pool', { type: 'pool.stop', id: conversationActorId(event.conversationId) } satisfies SupervisorPoolCommand);
     }),
   },
 }).createMachine({
   id: 'supervisor',
-  context: ({ input }) => ({ ...input, conversations: new Set(), active: new Map(), waiting: new Map(), pending: [] }),
+  context: ({ input }) => ({ ...input, jobs: new Map(), activeCount: 0, conversations: new Set(), parked: [] }),
+  invoke: { id: 'pool', src: 'pool', input: ({ self }) => ({ parent: self }) },
   on: {
     submit: { actions: 'accept' },
     'conversation.ready': { actions: 'startOrPark' },
     'conversation.waiting': { actions: 'tellWaiting' },
     'conversation.dropped': { actions: 'tellWaiting' },
     'job.finished': { actions: 'finishJob' },
+    'xstate.error.actor.*': { guard: 'isJobCrash', actions: 'failCrashedJob' },
     'conversation.idle': { actions: 'stopIdleConversation' },
     cancel: { actions: 'cancelJob' },
     cancelAll: { actions: 'cancelAll' },
   },
 });
 
-/** The two things `startJob` needs of an `enqueueActions` enqueuer. */
-interface JobEnqueuer {
-  assign(values: Pick<SupervisorContext, 'active' | 'waiting'>): void;
-  spawnChild(src: 'job', options: { id: string; input: JobInput }): void;
+type SupervisorPoolCommand = PoolCommand<{ job: typeof jobMachine; conversation: typeof conversationMachine }>;
+
+/** What the helpers below need of an `enqueueActions` enqueuer. */
+interface Enqueuer {
+  assign(values: Partial<Pick<SupervisorContext, 'jobs' | 'activeCount' | 'parked'>>): void;
+  sendTo(to: 'pool', event: SupervisorPoolCommand): void;
+  sendTo(to: JobDefaults['sink'], event: JobSinkEvent): void;
 }
 
-/** Moves a job from waiting to active and spawns its actor. */
-function startJob(context: SupervisorContext, spec: JobSpec, enqueue: JobEnqueuer): void {
-  const waiting = new Map(context.waiting);
-  waiting.delete(spec.jobId);
-  enqueue.assign({ active: new Map(context.active).set(spec.jobId, spec.conversationId), waiting });
-  enqueue.spawnChild('job', {
+function tellConversation(enqueue: Pick<Enqueuer, 'sendTo'>, conversationId: string, event: ConversationEvent): void {
+  enqueue.sendTo('pool', { type: 'pool.send', id: conversationActorId(conversationId), event });
+}
+
+/** Moves a job to active and starts its actor. */
+function startJob(context: SupervisorContext, spec: JobSpec, enqueue: Enqueuer): void {
+  enqueue.assign({ jobs: withJob(context, spec.jobId, spec.conversationId, 'active'), activeCount: context.activeCount + 1 });
+  enqueue.sendTo('pool', {
+    type: 'pool.spawn',
+    src: 'job',
     id: jobActorId(spec.jobId),
     input: {
       ...context.jobDefaults,
@@ -196,4 +233,21 @@ function startJob(context: SupervisorContext, spec: JobSpec, enqueue: JobEnqueue
       modeBackend: spec.mode === 'auto' ? null : (context.modes[spec.mode] ?? null),
     },
   });
+}
+
+/** A running job ended: stop its actor, give its conversation the turn back, start the first parked job. */
+function finishJob(context: SupervisorContext, jobId: string, enqueue: Enqueuer): void {
+  const job = context.jobs.get(jobId);
+  if (job?.phase !== 'active') return;
+  enqueue.sendTo('pool', { type: 'pool.stop', id: jobActorId(jobId) });
+  tellConversation(enqueue, job.conversationId, { type: 'conversation.jobFinished', jobId });
+  const after: SupervisorContext = { ...context, jobs: withoutJob(context, jobId), activeCount: context.activeCount - 1 };
+  const [next, ...rest] = context.parked;
+  if (next === undefined) {
+    enqueue.assign({ jobs: after.jobs, activeCount: after.activeCount });
+    return;
+  }
+  enqueue.assign({ parked: rest });
+  startJob(after, next, enqueue);
+  rest.forEach((spec, index) => enqueue.sendTo(context.jobDefaults.sink, sinkEvent(spec.jobId, { event: 'queued', data: { position: index + 1 } })));
 }

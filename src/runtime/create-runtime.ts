@@ -6,7 +6,9 @@ import { openStore } from '../actors/store/open-store.js';
 import type { Config } from '../config/config-schema.js';
 import type { JobEvent } from '../jobs/job-event.js';
 import { jobMachine, type JobSinkEvent } from '../machines/job-machine.js';
-import { supervisorMachine } from '../machines/supervisor-machine.js';
+import { createActorPool } from '../machines/actor-pool.js';
+import { conversationMachine } from '../machines/conversation-machine.js';
+import { jobCounts, supervisorMachine } from '../machines/supervisor-machine.js';
 import { DEFAULT_PROMPTS_DIR, loadPrompts } from '../prompts/load-prompts.js';
 import { formatSystemStatus } from '../jobs/system-status-text.js';
 import { BackendRegistry, type BackendRegistryDeps } from './backend-registry.js';
@@ -58,7 +60,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     const context = supervisor?.getSnapshot().context;
     return {
       backends: backends.status(),
-      jobs: { active: context?.active.size ?? 0, pending: context?.waiting.size ?? 0 },
+      jobs: context ? jobCounts(context) : { active: 0, pending: 0 },
     };
   };
 
@@ -110,9 +112,9 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     });
     const machine = supervisorMachine.provide({
       actors: {
-        job: jobMachine.provide({
-          actors: jobActors,
-          ...(deps.delays ? { delays: deps.delays } : {}),
+        pool: createActorPool({
+          job: jobMachine.provide({ actors: jobActors, ...(deps.delays ? { delays: deps.delays } : {}) }),
+          conversation: conversationMachine,
         }),
       },
     });
