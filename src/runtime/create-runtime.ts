@@ -147,28 +147,35 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       throw new SubmitRejected('unknown_mode', `unknown mode "${mode}", expected one of: ${known}`);
     }
     if (input.text.trim().length === 0) throw new SubmitRejected('bad_request', 'the message is empty');
+    // PostgreSQL text cannot hold U+0000; refusing it here beats an internal error at the write.
+    if (input.text.includes('\u0000')) throw new SubmitRejected('bad_request', 'the message contains a NUL character (U+0000)');
     if (input.text.length > config.limits.messageChars) {
       throw new SubmitRejected('too_large', `the message has ${input.text.length} characters, over the limit of ${config.limits.messageChars}`);
     }
     const jobId = randomUUID();
     const conversationId = input.conversationId ?? randomUUID();
     events.open(jobId, input.owner);
+    const accepted = store.acceptJob({
+      jobId,
+      conversationId,
+      source: input.source,
+      mode,
+      owner: input.owner,
+      text: input.text,
+      newConversation: input.conversationId === undefined,
+      ...(input.externalUser === undefined ? {} : { externalUser: input.externalUser }),
+    });
+    // The job starts while its message is being written: the classifier call overlaps the write. Its
+    // events wait in the hub, where only a subscriber can see them, and one comes after `accepted`.
+    jobs.send({ type: 'submit', spec: { jobId, conversationId, text: input.text, mode } });
     try {
-      await store.acceptJob({
-        jobId,
-        conversationId,
-        source: input.source,
-        mode,
-        owner: input.owner,
-        text: input.text,
-        newConversation: input.conversationId === undefined,
-        ...(input.externalUser === undefined ? {} : { externalUser: input.externalUser }),
-      });
+      await accepted;
     } catch (error) {
+      // Not durable, so it never existed: nobody hears of it again, and it stops.
       events.discard(jobId);
+      jobs.send({ type: 'cancel', jobId });
       throw error;
     }
-    jobs.send({ type: 'submit', spec: { jobId, conversationId, text: input.text, mode } });
     return { jobId, conversationId };
   };
 

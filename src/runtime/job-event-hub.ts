@@ -31,9 +31,13 @@ export class JobEventHub {
     this.live.set(jobId, { owner, seq: 0, listeners: new Set(), events: [] });
   }
 
-  /** Forgets a job that was never started (its submission failed). */
+  /**
+   * Forgets a job whose submission failed: nobody was told of it, so nothing of it is delivered or kept,
+   * whatever it still emits while it is being stopped.
+   */
   discard(jobId: string): void {
     this.live.delete(jobId);
+    this.journal.discard(jobId);
     this.notifyIdle();
   }
 

@@ -4,6 +4,7 @@
  * only has to stay correct against its own reads racing its own writes.
  */
 import type { Kysely, Transaction } from 'kysely';
+import { createGroupCommit } from './group-commit.js';
 import type { DatabaseSchema, JobSource, MessageRole } from './schema.js';
 
 /** A message to append. */
@@ -26,7 +27,10 @@ export interface StoredMessage {
 export interface ConversationStore {
   /** Creates the conversation unless it exists (then nothing changes). */
   ensureConversation(id: string, source: JobSource, externalUser?: string | null): Promise<void>;
-  /** Appends one message; resolves once it is committed. The conversation must exist. */
+  /**
+   * Appends one message; resolves once it is committed. The conversation must exist. Messages appended
+   * together are written with one statement, in the order of the calls.
+   */
   appendMessage(conversationId: string, message: NewMessage): Promise<void>;
   /** The last `limit` messages, oldest first; served from memory when the conversation is cached. */
   recentMessages(conversationId: string, limit: number): Promise<StoredMessage[]>;
@@ -54,6 +58,8 @@ export interface ConversationStoreInternals extends ConversationStore {
    * the whole history and the cache can hold it without ever reading the table.
    */
   remember(conversationId: string, message: StoredMessage, created?: boolean): void;
+  /** Caches a conversation that has just been created and is empty, before its first write commits. */
+  knownEmpty(conversationId: string): void;
   /** Inserts a message and touches its conversation in one statement (one round trip, atomic). */
   insertMessageStatement(
     executor: Transaction<DatabaseSchema> | Kysely<DatabaseSchema>,
@@ -168,6 +174,25 @@ export function createConversationStore(
     return { role: message.role, content: message.content, jobId, createdAt };
   }
 
+  /** Appended messages, written in batches: one statement inserts them and touches their conversations. */
+  const appends = createGroupCommit<{ conversationId: string; message: StoredMessage }>(async (items) => {
+    const conversationIds = [...new Set(items.map((item) => item.conversationId))];
+    const touchedAt = items.at(-1)?.message.createdAt ?? now();
+    await db
+      .with('touched', (qb) => qb.updateTable('conversations').set({ updated_at: touchedAt }).where('id', 'in', conversationIds))
+      .insertInto('messages')
+      .values(
+        items.map(({ conversationId, message }) => ({
+          conversation_id: conversationId,
+          role: message.role,
+          content: message.content,
+          job_id: message.jobId,
+          created_at: message.createdAt,
+        })),
+      )
+      .execute();
+  });
+
   function remember(conversationId: string, message: StoredMessage, created = false): void {
     const loading = loads.get(conversationId);
     if (loading !== undefined) loading.stale = true;
@@ -206,8 +231,13 @@ export function createConversationStore(
     },
 
     async appendMessage(conversationId, message) {
-      const stored = await insertMessageStatement(db, conversationId, message);
+      const stored: StoredMessage = { role: message.role, content: message.content, jobId: message.jobId ?? null, createdAt: now() };
+      await appends.add({ conversationId, message: stored });
       remember(conversationId, stored);
+    },
+
+    knownEmpty(conversationId) {
+      if (!cache.has(conversationId) && !loads.has(conversationId)) cache.set(conversationId, { messages: [], lastUsed: now().getTime() });
     },
 
     async recentMessages(conversationId, limit) {

@@ -4,11 +4,10 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
 import { Kysely, Migrator, PostgresDialect, sql, type MigrationResult } from 'kysely';
-import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import { migrations } from '../../../migrations/index.js';
+import { PgliteWorkerDialect, startPgliteWorker } from './pglite-worker-client.js';
 import type { DatabaseSchema } from './schema.js';
 
 /** Which engine a {@link Database} runs on. */
@@ -79,9 +78,10 @@ async function createPglite(dataDir: string): Promise<Kysely<DatabaseSchema>> {
     dir = resolve(dataDir);
     await mkdir(dir, { recursive: true });
   }
-  const pglite = await PGlite.create(dir);
-  // The dialect closes PGlite when kysely is destroyed.
-  return new Kysely<DatabaseSchema>({ dialect: new PGliteDialect(pglite) });
+  // On a thread of its own: a statement blocks its thread for up to milliseconds (see pglite-worker.mjs).
+  const worker = await startPgliteWorker(dir);
+  // The dialect closes the worker when kysely is destroyed.
+  return new Kysely<DatabaseSchema>({ dialect: new PgliteWorkerDialect(worker) });
 }
 
 /** Raised when a migration fails; `results` says which ran, which failed and which were skipped. */

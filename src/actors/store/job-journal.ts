@@ -32,6 +32,11 @@ export interface JobJournal {
    * status that event implies. Returns the ids of the jobs that were interrupted.
    */
   interruptUnfinished(): Promise<string[]>;
+  /**
+   * Drops the buffered events of a job that turned out never to exist (its accept write failed). Events
+   * already handed to a write are written anyway; they belong to no job row and age out with retention.
+   */
+  discard(jobId: string): void;
   /** Events buffered or being written. */
   readonly pendingCount: number;
   /** Flushes and refuses further appends. */
@@ -205,6 +210,17 @@ export function createJobJournal(db: Kysely<DatabaseSchema>, options: JobJournal
     },
 
     flush,
+
+    discard(jobId) {
+      const events = unwritten.get(jobId);
+      if (events === undefined) return;
+      const kept = buffer.filter((item) => item.jobId !== jobId);
+      for (const item of buffer) {
+        if (item.jobId === jobId && events.delete(item.event.seq)) unwrittenCount -= 1;
+      }
+      buffer = kept;
+      if (events.size === 0) unwritten.delete(jobId);
+    },
 
     async eventsAfter(jobId, afterSeq) {
       // Snapshot the unwritten events *before* reading the table: an event leaves `unwritten` only

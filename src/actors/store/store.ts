@@ -8,6 +8,7 @@ import { cleanupOldRows, type CleanupResult } from './cleanup-old-rows.js';
 import { createConversationStore, type ConversationStore } from './conversation-store.js';
 import { createDocumentStore, type DocumentStore } from './document-store.js';
 import { createDraftStore, type DraftStore } from './draft-store.js';
+import { createGroupCommit } from './group-commit.js';
 import { createJobJournal, type JobJournal, type JobJournalOptions } from './job-journal.js';
 import { createJobStore, type JobOutcome, type JobStore } from './job-store.js';
 import type { DatabaseSchema, JobSource } from './schema.js';
@@ -34,7 +35,9 @@ export interface Store extends ConversationStore, JobStore, DraftStore, Document
   readonly journal: JobJournal;
   /**
    * Creates the conversation if needed, records the job as `running` and appends the user's message,
-   * atomically. Resolves once committed: only then may `accepted` be sent.
+   * atomically. Resolves once committed: only then may `accepted` be sent. The job may start before:
+   * its own writes made meanwhile (answer, draft, end) wait for this one. Accepts made together share
+   * one statement.
    */
   acceptJob(input: AcceptJobInput): Promise<void>;
   /**
@@ -117,57 +120,113 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
   const documents = createDocumentStore(db, { now });
   const finisher = createFinishBatcher(journal, jobs, options.finishBatchMs ?? 25);
 
+  // A job starts while its accept write commits (see `acceptJob`); its own later writes — the answer,
+  // a draft, its end — wait for that write, so nothing of a job lands before the job and its message.
+  const accepting = new Map<string, Promise<void>>();
+  const acceptingConversations = new Map<string, Promise<void>>();
+  const afterAccept = async (jobId: string | undefined, conversationId: string | undefined): Promise<void> => {
+    const byJob = jobId === undefined ? undefined : accepting.get(jobId);
+    const byConversation = conversationId === undefined ? undefined : acceptingConversations.get(conversationId);
+    if (byJob !== undefined) await byJob;
+    if (byConversation !== undefined && byConversation !== byJob) await byConversation;
+  };
+
+  /**
+   * Accepted jobs, written in batches: one statement creates or touches the conversations, inserts the
+   * job rows and the users' messages. Foreign keys are checked at the end of the statement, when the
+   * conversations of the CTE exist.
+   */
+  const accepts = createGroupCommit<{ input: AcceptJobInput; at: Date }>(async (items) => {
+    const conversationRows = new Map<string, { id: string; source: JobSource; external_user: string | null; created_at: Date; updated_at: Date }>();
+    for (const { input, at } of items) {
+      // One row per conversation: ON CONFLICT DO UPDATE may not touch a row twice in one statement.
+      const first = conversationRows.get(input.conversationId);
+      conversationRows.set(input.conversationId, {
+        id: input.conversationId,
+        source: first?.source ?? input.source,
+        external_user: first?.external_user ?? input.externalUser ?? null,
+        created_at: first?.created_at ?? at,
+        updated_at: at,
+      });
+    }
+    await db
+      .with('conversation', (qb) =>
+        qb
+          .insertInto('conversations')
+          .values([...conversationRows.values()])
+          .onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({ updated_at: eb.ref('excluded.updated_at') }))),
+      )
+      .with('job', (qb) =>
+        qb.insertInto('jobs').values(
+          items.map(({ input, at }) => ({
+            id: input.jobId,
+            conversation_id: input.conversationId,
+            source: input.source,
+            mode: input.mode,
+            owner: input.owner ?? 'anonymous',
+            status: 'running' as const,
+            created_at: at,
+          })),
+        ),
+      )
+      .insertInto('messages')
+      .values(items.map(({ input, at }) => ({ conversation_id: input.conversationId, role: 'user' as const, content: input.text, job_id: input.jobId, created_at: at })))
+      .execute();
+  });
+
   return {
     journal,
 
     ensureConversation: conversations.ensureConversation,
-    appendMessage: conversations.appendMessage,
+    async appendMessage(conversationId, message) {
+      await afterAccept(message.jobId ?? undefined, conversationId);
+      return conversations.appendMessage(conversationId, message);
+    },
     recentMessages: conversations.recentMessages,
     clearCache: conversations.clearCache,
 
     createJob: jobs.createJob,
     getJob: jobs.getJob,
-    finishJob: (id, outcome) => finisher.add(id, outcome),
+    finishJob: async (id, outcome) => {
+      await afterAccept(id, undefined);
+      return finisher.add(id, outcome);
+    },
     finishJobs: jobs.finishJobs,
 
-    saveDraft: drafts.saveDraft,
+    async saveDraft(conversationId, draft, expiresAt) {
+      await afterAccept(undefined, conversationId);
+      return drafts.saveDraft(conversationId, draft, expiresAt);
+    },
     loadDraft: drafts.loadDraft,
-    clearDraft: drafts.clearDraft,
+    async clearDraft(conversationId) {
+      await afterAccept(undefined, conversationId);
+      return drafts.clearDraft(conversationId);
+    },
 
     upsertDocument: documents.upsertDocument,
     searchDocuments: documents.searchDocuments,
     readDocument: documents.readDocument,
 
-    async acceptJob(input) {
-      // One statement: the conversation (created or touched), the job row and the user's message land
-      // together in one round trip. Foreign keys are checked at the end of the statement, when the
-      // conversation of the CTE exists.
+    acceptJob(input) {
       const at = now();
-      const { conversationId, source } = input;
-      await db
-        .with('conversation', (qb) =>
-          qb
-            .insertInto('conversations')
-            .values({ id: conversationId, source, external_user: input.externalUser ?? null, created_at: at, updated_at: at })
-            .onConflict((oc) => oc.column('id').doUpdateSet({ updated_at: at })),
-        )
-        .with('job', (qb) =>
-          qb.insertInto('jobs').values({
-            id: input.jobId,
-            conversation_id: conversationId,
-            source,
-            mode: input.mode,
-            owner: input.owner ?? 'anonymous',
-            status: 'running',
-            created_at: at,
-          }),
-        )
-        .insertInto('messages')
-        .values({ conversation_id: conversationId, role: 'user', content: input.text, job_id: input.jobId, created_at: at })
-        .execute();
-      const message = { role: 'user' as const, content: input.text, jobId: input.jobId, createdAt: at };
-      conversations.remember(conversationId, message, input.newConversation === true);
-      if (input.newConversation === true) drafts.knownEmpty(conversationId);
+      if (input.newConversation === true) {
+        // Nothing of it exists yet: readers racing this write need not ask the database.
+        conversations.knownEmpty(input.conversationId);
+        drafts.knownEmpty(input.conversationId);
+      }
+      const written = accepts.add({ input, at }).then(() => {
+        const message = { role: 'user' as const, content: input.text, jobId: input.jobId, createdAt: at };
+        conversations.remember(input.conversationId, message, input.newConversation === true);
+      });
+      void written
+        .catch(() => undefined)
+        .finally(() => {
+          if (accepting.get(input.jobId) === written) accepting.delete(input.jobId);
+          if (acceptingConversations.get(input.conversationId) === written) acceptingConversations.delete(input.conversationId);
+        });
+      accepting.set(input.jobId, written);
+      acceptingConversations.set(input.conversationId, written);
+      return written;
     },
 
     async cleanup(olderThanDays = 7) {
