@@ -32,8 +32,9 @@ export class JobEventHub {
   }
 
   /**
-   * Forgets a job whose submission failed: nobody was told of it, so nothing of it is delivered or kept,
-   * whatever it still emits while it is being stopped.
+   * Forgets a job whose submission failed: nobody was told of it, so nothing of it is delivered, whatever
+   * it still emits while it is being stopped, and its buffered journal events are dropped (any already
+   * written belong to no job row: `subscribe` never serves them, retention deletes them).
    */
   discard(jobId: string): void {
     this.live.delete(jobId);

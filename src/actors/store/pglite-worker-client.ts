@@ -95,8 +95,10 @@ export async function startPgliteWorker(dataDir: string): Promise<PgliteWorkerCl
 }
 
 /**
- * Kysely over a {@link PgliteWorkerClient}. PGlite has one session, so the driver hands out one
- * connection at a time: a transaction holds it from BEGIN to COMMIT and everything else waits.
+ * Kysely over a {@link PgliteWorkerClient}. Statements are pipelined: each is posted at once and the
+ * worker runs them in arrival order, so a query never waits for another's round trip. PGlite has one
+ * session, so a transaction is the exception: from BEGIN to COMMIT/ROLLBACK only its own connection
+ * may send, and every other statement waits until it ends.
  */
 export class PgliteWorkerDialect implements Dialect {
   constructor(private readonly client: PgliteWorkerClient) {}
@@ -118,10 +120,38 @@ export class PgliteWorkerDialect implements Dialect {
   }
 }
 
+/** Who may send now: nobody holds a transaction, or only its holder. */
+class TransactionGate {
+  private holder: PgliteWorkerConnection | null = null;
+  private ended: Promise<void> = Promise.resolve();
+  private end: () => void = () => undefined;
+
+  /** Resolves when `connection` may send a statement. */
+  async clear(connection: PgliteWorkerConnection): Promise<void> {
+    while (this.holder !== null && this.holder !== connection) await this.ended;
+  }
+
+  async take(connection: PgliteWorkerConnection): Promise<void> {
+    await this.clear(connection);
+    this.holder = connection;
+    this.ended = new Promise((resolve) => (this.end = resolve));
+  }
+
+  release(connection: PgliteWorkerConnection): void {
+    if (this.holder !== connection) return;
+    this.holder = null;
+    this.end();
+  }
+}
+
 class PgliteWorkerConnection implements DatabaseConnection {
-  constructor(private readonly client: PgliteWorkerClient) {}
+  constructor(
+    private readonly client: PgliteWorkerClient,
+    private readonly gate: TransactionGate,
+  ) {}
 
   async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
+    await this.gate.clear(this);
     const result = await this.client.query(compiledQuery.sql, compiledQuery.parameters);
     const rows = result.rows as R[];
     return result.affectedRows ? { rows, numAffectedRows: BigInt(result.affectedRows) } : { rows };
@@ -134,44 +164,44 @@ class PgliteWorkerConnection implements DatabaseConnection {
 }
 
 class PgliteWorkerDriver implements Driver {
-  private readonly connection: PgliteWorkerConnection;
-  private held = false;
-  private readonly queue: Array<(connection: DatabaseConnection) => void> = [];
+  private readonly gate = new TransactionGate();
 
-  constructor(private readonly client: PgliteWorkerClient) {
-    this.connection = new PgliteWorkerConnection(client);
-  }
+  constructor(private readonly client: PgliteWorkerClient) {}
 
   async init(): Promise<void> {}
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    if (!this.held) {
-      this.held = true;
-      return this.connection;
-    }
-    return new Promise((resolve) => this.queue.push(resolve));
+    return new PgliteWorkerConnection(this.client, this.gate);
   }
 
-  async releaseConnection(): Promise<void> {
-    const next = this.queue.shift();
-    if (next) next(this.connection);
-    else this.held = false;
-  }
+  async releaseConnection(): Promise<void> {}
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    await this.gate.take(connection as PgliteWorkerConnection);
     const begin = settings.isolationLevel ? `start transaction isolation level ${settings.isolationLevel}` : 'begin';
-    await connection.executeQuery(CompiledQuery.raw(begin));
+    await this.endOnFailure(connection, () => connection.executeQuery(CompiledQuery.raw(begin)));
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('commit'));
+    await this.endOnFailure(connection, () => connection.executeQuery(CompiledQuery.raw('commit')), true);
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('rollback'));
+    await this.endOnFailure(connection, () => connection.executeQuery(CompiledQuery.raw('rollback')), true);
   }
 
   async destroy(): Promise<void> {
     await this.client.close();
+  }
+
+  /** Runs a transaction statement; the gate opens after COMMIT/ROLLBACK, or after any of them fails. */
+  private async endOnFailure(connection: DatabaseConnection, run: () => Promise<unknown>, ends = false): Promise<void> {
+    try {
+      await run();
+    } catch (error) {
+      this.gate.release(connection as PgliteWorkerConnection);
+      throw error;
+    }
+    if (ends) this.gate.release(connection as PgliteWorkerConnection);
   }
 }

@@ -124,11 +124,16 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
   // a draft, its end — wait for that write, so nothing of a job lands before the job and its message.
   const accepting = new Map<string, Promise<void>>();
   const acceptingConversations = new Map<string, Promise<void>>();
+  /**
+   * Waits for the accept of `jobId` (its failure is this write's failure: the job does not exist), or,
+   * for writes that only name a conversation, for the conversation's latest accept — whose failure
+   * concerns another job, so it is ignored: the conversation exists or the write fails on its own.
+   */
   const afterAccept = async (jobId: string | undefined, conversationId: string | undefined): Promise<void> => {
     const byJob = jobId === undefined ? undefined : accepting.get(jobId);
+    if (byJob !== undefined) return byJob;
     const byConversation = conversationId === undefined ? undefined : acceptingConversations.get(conversationId);
-    if (byJob !== undefined) await byJob;
-    if (byConversation !== undefined && byConversation !== byJob) await byConversation;
+    if (byConversation !== undefined) await byConversation.catch(() => undefined);
   };
 
   /**
@@ -179,7 +184,8 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
 
     ensureConversation: conversations.ensureConversation,
     async appendMessage(conversationId, message) {
-      await afterAccept(message.jobId ?? undefined, conversationId);
+      const jobId = message.jobId ?? undefined;
+      await afterAccept(jobId, jobId === undefined ? conversationId : undefined);
       return conversations.appendMessage(conversationId, message);
     },
     recentMessages: conversations.recentMessages,
@@ -188,7 +194,11 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
     createJob: jobs.createJob,
     getJob: jobs.getJob,
     finishJob: async (id, outcome) => {
-      await afterAccept(id, undefined);
+      try {
+        await afterAccept(id, undefined);
+      } catch {
+        return false; // never accepted: there is no row to finish
+      }
       return finisher.add(id, outcome);
     },
     finishJobs: jobs.finishJobs,
