@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,7 +52,7 @@ async function drive(total: number, concurrency: number, one: () => Promise<void
 
 /** A WebSocket client that runs chats to their terminal event, many at once. */
 class BenchClient {
-  private readonly waiting = new Map<string, (at: number, firstResultAt: number) => void>();
+  private readonly waiting = new Map<string, (firstResultAt: number) => void>();
   private readonly accepted = new Map<string, (jobId: string) => void>();
   private readonly firstResult = new Map<string, number>();
 
@@ -66,7 +67,7 @@ class BenchClient {
         if (frame.event === 'done' || frame.event === 'error' || frame.event === 'cancelled') {
           const first = this.firstResult.get(frame.jobId) ?? NaN;
           this.firstResult.delete(frame.jobId);
-          this.waiting.get(frame.jobId)?.(performance.now(), first);
+          this.waiting.get(frame.jobId)?.(first);
           this.waiting.delete(frame.jobId);
         }
       } else if (frame.type === 'error') {
@@ -81,16 +82,18 @@ class BenchClient {
     return new BenchClient(socket);
   }
 
-  /** Sends a chat; resolves with the time from sending to the first `result` event. */
-  async chat(text: string): Promise<number> {
+  /**
+   * Sends a chat; resolves, once it has finished, with when it was sent and when its first `result` event
+   * came. The job is awaited from within the `accepted` frame's handler, not after an `await`, since its
+   * terminal event can arrive in the same socket read as `accepted`.
+   */
+  chat(text: string): Promise<{ sentAt: number; firstResultAt: number }> {
     const clientMsgId = randomUUID();
-    const sentAt = performance.now();
-    const jobId = await new Promise<string>((resolve) => {
-      this.accepted.set(clientMsgId, resolve);
+    return new Promise((resolve) => {
+      const sentAt = performance.now();
+      this.accepted.set(clientMsgId, (jobId) => this.waiting.set(jobId, (firstResultAt) => resolve({ sentAt, firstResultAt })));
       this.socket.send(JSON.stringify({ type: 'chat', text, clientMsgId }));
     });
-    const [, firstResultAt] = await new Promise<[number, number]>((resolve) => this.waiting.set(jobId, (at, first) => resolve([at, first])));
-    return firstResultAt - sentAt;
   }
 
   close(): void {
@@ -98,16 +101,73 @@ class BenchClient {
   }
 }
 
+/** What undici publishes on its `undici:request:*` diagnostics channels: at least the request. */
+interface UndiciRequestMessage {
+  request: { origin?: string | URL };
+}
+
+/**
+ * The fake backend's own time per request, seen from this process through undici's diagnostics
+ * channels: from our request having been sent (`undici:request:bodySent`) to its response having been
+ * received in full (`undici:request:trailers`, published at the end of the body). Counts only requests
+ * to the fake's origin, paired by the undici request object.
+ */
+class FakeRequestClock {
+  private readonly origin: string;
+  private readonly sentAt = new WeakMap<object, number>();
+  private ended: Array<{ at: number; ms: number }> = [];
+
+  private readonly onBodySent = (message: unknown): void => {
+    const { request } = message as UndiciRequestMessage;
+    if (request.origin !== undefined && new URL(String(request.origin)).origin === this.origin) this.sentAt.set(request, performance.now());
+  };
+
+  private readonly onTrailers = (message: unknown): void => {
+    const at = performance.now();
+    const { request } = message as UndiciRequestMessage;
+    const sent = this.sentAt.get(request);
+    if (sent === undefined) return;
+    this.sentAt.delete(request);
+    this.ended.push({ at, ms: at - sent });
+  };
+
+  constructor(baseUrl: string) {
+    this.origin = new URL(baseUrl).origin;
+    subscribe('undici:request:bodySent', this.onBodySent);
+    subscribe('undici:request:trailers', this.onTrailers);
+  }
+
+  /** The summed time of the requests whose responses ended within `[from, to]`; forgets everything so far. */
+  take(from: number, to: number): number {
+    const ms = this.ended.reduce((sum, e) => (e.at >= from && e.at <= to ? sum + e.ms : sum), 0);
+    this.ended = [];
+    return ms;
+  }
+
+  stop(): void {
+    unsubscribe('undici:request:bodySent', this.onBodySent);
+    unsubscribe('undici:request:trailers', this.onTrailers);
+  }
+}
+
+/** Jobs per second at each concurrency, and the latency of one chat to its first result with its parts. */
 export interface JobsBenchResult {
   levels: Array<{ concurrency: number; endToEnd: number; bare: number }>;
+  /** Median time from sending a `chat` frame to its first `result` event, one chat at a time. */
   firstResultMedianMs: number;
+  /** Median of the fake backend's own time within those same chats (request sent → response received). */
+  fakePerJobMedianMs: number;
+  /** Median per chat of the time to the first result minus that chat's own fake time: our overhead. */
+  overheadMedianMs: number;
+  /** For scale: the median time of the fake answering back-to-back direct calls, kept hot. */
   fakeMedianMs: number;
 }
 
 /**
  * Jobs per second end to end over WebSocket (direct branch, instant fake) against the bare job machine
  * driven in process with the same actors, at each concurrency; and the time from a `chat` frame to the
- * first `result` event, against the fake's own time for the same classifier call.
+ * first `result` event, less the fake's own time for that same job's classifier call (measured inside
+ * the job, where the fake has been idle between requests, rather than hot from back-to-back calls).
  */
 export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 1000]): Promise<JobsBenchResult> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sb-bench-jobs-'));
@@ -165,11 +225,21 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
   await drive(300, 50, bareJob);
   await drive(300, 50, endToEndJob);
 
-  // Latency to the first result, one at a time on a quiet system, and the fake's own time for the same
-  // classifier call.
+  // Latency to the first result, one at a time on a quiet system, and within each chat the fake's own
+  // time for its classifier call, the one backend request before the first result.
   await new Promise((resolve) => setTimeout(resolve, 500));
   const firstResult: number[] = [];
-  for (let i = 0; i < 300; i++) firstResult.push(await clients[0]!.chat('hello'));
+  const fakePerJob: number[] = [];
+  const overheads: number[] = [];
+  const clock = new FakeRequestClock(baseUrl);
+  for (let i = 0; i < 300; i++) {
+    const { sentAt, firstResultAt } = await clients[0]!.chat('hello');
+    const fakeMs = clock.take(sentAt, firstResultAt);
+    firstResult.push(firstResultAt - sentAt);
+    fakePerJob.push(fakeMs);
+    overheads.push(firstResultAt - sentAt - fakeMs);
+  }
+  clock.stop();
   const results: JobsBenchResult['levels'] = [];
   for (const concurrency of levels) {
     const total = concurrency === 1 ? 300 : 2_000;
@@ -195,5 +265,11 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
   await runtime.stop(0);
   rmSync(dataDir, { recursive: true, force: true });
   rmSync(bareDir, { recursive: true, force: true });
-  return { levels: results, firstResultMedianMs: stats(firstResult).median, fakeMedianMs: stats(fakeTimes).median };
+  return {
+    levels: results,
+    firstResultMedianMs: stats(firstResult).median,
+    fakePerJobMedianMs: stats(fakePerJob).median,
+    overheadMedianMs: stats(overheads).median,
+    fakeMedianMs: stats(fakeTimes).median,
+  };
 }

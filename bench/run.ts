@@ -45,7 +45,8 @@ for (const [label, env] of [
   for (const level of r.levels) {
     console.log(`  concurrency ${level.concurrency}: ${fmt(level.endToEnd, 0)} jobs/s vs bare ${fmt(level.bare, 0)} jobs/s = ${fmt((level.endToEnd / level.bare) * 100)}% — target ≥ 50%`);
   }
-  console.log(`  chat frame → first result: median ${fmt(r.firstResultMedianMs, 2)} ms, minus the fake's own ${fmt(r.fakeMedianMs, 2)} ms = ${fmt(r.firstResultMedianMs - r.fakeMedianMs, 2)} ms — target ≤ 1 ms\n`);
+  console.log(`  chat frame → first result: median ${fmt(r.firstResultMedianMs, 2)} ms, of which the fake backend's own time (request sent → response received) median ${fmt(r.fakePerJobMedianMs, 2)} ms; our overhead per job median ${fmt(r.overheadMedianMs, 2)} ms — target ≤ 1 ms`);
+  console.log(`  for scale: the fake answering back-to-back direct calls: median ${fmt(r.fakeMedianMs, 2)} ms\n`);
   fake.stop();
 }
 
