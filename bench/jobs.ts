@@ -208,6 +208,7 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
     fallbackToClassifier: true,
     sink,
     toolkit: createJobToolkit({ config, prompts, messages, backends, now, reasonerTurns: 10 }),
+    supervisor: sink,
   };
   const bareJob = () =>
     new Promise<void>((resolve) => {

@@ -19,7 +19,14 @@ async function main(): Promise<void> {
     throw error;
   }
 
-  const runtime = createRuntime(config, { log });
+  const runtime = createRuntime(config, {
+    log,
+    // Let it crash: a restarted process ends the jobs it left running with `interrupted`.
+    onFatal: () => {
+      log.flush();
+      process.exit(70);
+    },
+  });
   await runtime.start();
   const http = await startGateway({ host: config.server.host, port: config.server.port, runtime, log });
   log.info({ url: http.url, backends: Object.keys(config.backends) }, 'switchboard listening');

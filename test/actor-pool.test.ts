@@ -1,32 +1,41 @@
-import { assign, createActor, fromCallback, sendParent, sendTo, setup, type AnyActorRef, type AnyEventObject } from 'xstate';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { assign, createActor, fromCallback, sendTo, setup, type AnyActorRef, type AnyEventObject, type InspectionEvent } from 'xstate';
 import { createActorPool, type PoolCommand } from '../src/machines/actor-pool.js';
 
 /**
- * The actor pool: members live in the parent's actor system (`sendParent` and `sendBack` reach the parent,
- * which gets `xstate.done.actor.<id>` and `xstate.error.actor.<id>` for them), sends to a member that is
- * gone are dropped, `pool.stop` really stops a member (status `stopped`, cleanup run, timers and delayed
- * events cancelled — through XState's internal `_stop()`, which these tests pin) and stopping the pool
- * stops every member.
+ * The actor pool: every member is a root actor, an actor system of its own (not the owner's, not another
+ * member's), so it has no parent: it reports to its owner through a ref in its input, its delayed events
+ * live in its own scheduler, and nothing like `xstate.done.actor.<id>` reaches the owner. A member that
+ * throws is removed and the owner gets `pool.failed` with its id and error; sends to a member that is gone
+ * are dropped; `pool.stop` stops a member (status `stopped`, cleanup run, timers cancelled); stopping the
+ * pool stops every member; the pool's `inspect` option sees every member's events.
  */
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Every member's input has the ref it reports to. */
+interface Reports {
+  owner: AnyActorRef;
+}
 
-/** Answers `ping` with `pong` to its parent; `finish` ends it with its name and ping count as output. */
+/** Answers `ping` with `pong` to its owner; `finish` ends it with its name and ping count as output. */
 const echo = setup({
   types: {
-    input: {} as { name: string },
-    context: {} as { name: string; pings: number },
+    input: {} as { name: string } & Reports,
+    context: {} as { name: string; pings: number } & Reports,
     events: {} as { type: 'ping' } | { type: 'finish' },
     output: {} as { name: string; pings: number },
   },
 }).createMachine({
-  context: ({ input }) => ({ name: input.name, pings: 0 }),
+  context: ({ input }) => ({ name: input.name, pings: 0, owner: input.owner }),
   initial: 'live',
   states: {
     live: {
       on: {
-        ping: { actions: [assign({ pings: ({ context }) => context.pings + 1 }), sendParent(({ context }) => ({ type: 'pong', from: context.name, n: context.pings }))] },
+        ping: {
+          actions: [
+            assign({ pings: ({ context }) => context.pings + 1 }),
+            sendTo(({ context }) => context.owner, ({ context }) => ({ type: 'pong', from: context.name, n: context.pings })),
+          ],
+        },
         finish: 'finished',
       },
     },
@@ -35,20 +44,29 @@ const echo = setup({
   output: ({ context }) => ({ name: context.name, pings: context.pings }),
 });
 
-/** Sends its parent a `tick` every `every` ms; its cleanup records its id. */
-const ticker = fromCallback<AnyEventObject, { every: number; cleanedUp: string[] }>(({ input, self, sendBack }) => {
-  const timer = setInterval(() => sendBack({ type: 'tick', from: self.id }), input.every);
+/**
+ * Sends its owner a `tick` every `every` ms; its cleanup records its id. It also tries `sendBack`, which
+ * has nowhere to go for a root actor: no `back` may ever reach the owner.
+ */
+const ticker = fromCallback<AnyEventObject, { every: number; cleanedUp: string[] } & Reports>(({ input, self, sendBack }) => {
+  const timer = setInterval(() => {
+    input.owner.send({ type: 'tick', from: self.id });
+    sendBack({ type: 'back', from: self.id });
+  }, input.every);
   return () => {
     clearInterval(timer);
     input.cleanedUp.push(self.id);
   };
 });
 
-/** Sends its parent `late` after 30 ms (a delayed transition, scheduled in the system's scheduler). */
-const delayed = setup({}).createMachine({
+/** Sends its owner `late` after 30 ms (a delayed transition, scheduled in its system's scheduler). */
+const delayed = setup({
+  types: { input: {} as Reports, context: {} as Reports },
+}).createMachine({
+  context: ({ input }) => ({ owner: input.owner }),
   initial: 'waiting',
   states: {
-    waiting: { after: { 30: { target: 'sent', actions: sendParent(({ self }) => ({ type: 'late', from: self.id })) } } },
+    waiting: { after: { 30: { target: 'sent', actions: sendTo(({ context }) => context.owner, ({ self }) => ({ type: 'late', from: self.id })) } } },
     sent: {},
   },
 });
@@ -72,13 +90,23 @@ const crasher = setup({
   },
 });
 
-const logics = { echo, ticker, delayed, crasher };
+/** A callback whose start throws. */
+const brokenCallback = fromCallback(() => {
+  throw new Error('callback crash on start');
+});
+
+const logics = { echo, ticker, delayed, crasher, brokenCallback };
 type Command = PoolCommand<typeof logics>;
 
-/** What the parent received from its members, errors as their message. */
+/** What the owner received, errors as `<name>: <message>`. */
 type Received = { type: string; [key: string]: unknown };
 
-const parentMachine = setup({
+/** The id of an inspection event's actor (typed as the structural `ActorRefLike`). */
+const idOf = (ref: unknown): string | undefined => (ref as AnyActorRef | undefined)?.id;
+
+const describeError = (error: unknown): string => (error instanceof Error ? `${error.name}: ${error.message}` : `not an Error: ${String(error)}`);
+
+const ownerMachine = setup({
   types: { context: {} as { received: Received[] }, events: {} as AnyEventObject },
   actors: { pool: createActorPool(logics) },
 }).createMachine({
@@ -86,7 +114,7 @@ const parentMachine = setup({
   initial: 'on',
   states: {
     on: {
-      invoke: { id: 'pool', src: 'pool', input: ({ self }) => ({ parent: self }) },
+      invoke: { id: 'pool', src: 'pool' },
       on: {
         command: { actions: sendTo('pool', ({ event }) => event.command as Command) },
         drop: 'off',
@@ -99,157 +127,288 @@ const parentMachine = setup({
       actions: assign({
         received: ({ context, event }) => {
           const { error, ...rest } = event;
-          return [...context.received, error === undefined ? rest : { ...rest, error: error instanceof Error ? error.message : String(error) }];
+          return [...context.received, error === undefined ? rest : { ...rest, error: describeError(error) }];
         },
       }),
     },
   },
 });
 
-/** A running parent with its pool; every actor created in its system is kept by id (through the inspector). */
-function startParent() {
-  const actors = new Map<string, AnyActorRef>();
-  const errors: unknown[] = [];
-  const parent = createActor(parentMachine, {
-    inspect: (event) => {
-      if (event.type === '@xstate.actor') actors.set((event.actorRef as AnyActorRef).id, event.actorRef as AnyActorRef);
+/**
+ * A running owner (id `owner`) with its pool. The owner's own inspector records what its system sees; the
+ * pool's `inspect` option records what the members' systems see, and keeps every member by id.
+ */
+function startOwner() {
+  const ownerInspections: InspectionEvent[] = [];
+  const memberInspections: InspectionEvent[] = [];
+  const members = new Map<string, AnyActorRef>();
+  const machine = ownerMachine.provide({
+    actors: {
+      pool: createActorPool(logics, {
+        inspect: (event) => {
+          memberInspections.push(event);
+          if (event.type === '@xstate.actor') members.set(idOf(event.actorRef)!, event.actorRef as AnyActorRef);
+        },
+      }),
     },
   });
-  parent.subscribe({ error: (error) => errors.push(error) });
-  parent.start();
-  const command = (c: Command): void => parent.send({ type: 'command', command: c });
-  const received = (): Received[] => parent.getSnapshot().context.received;
+  const owner = createActor(machine, { id: 'owner', inspect: (event) => ownerInspections.push(event) });
+  const errors: unknown[] = [];
+  owner.subscribe({ error: (error) => errors.push(error) });
+  owner.start();
+  const command = (c: Command): void => owner.send({ type: 'command', command: c });
+  const received = (): Received[] => owner.getSnapshot().context.received;
   const member = (id: string): AnyActorRef => {
-    const actor = actors.get(id);
-    if (!actor) throw new Error(`no actor "${id}" was created`);
+    const actor = members.get(id);
+    if (!actor) throw new Error(`no member "${id}" was created`);
     return actor;
   };
-  return { parent, command, received, member, errors };
+  const pool = (): AnyActorRef => {
+    const actor = ownerInspections.find((event) => event.type === '@xstate.actor' && idOf(event.actorRef) === 'pool')?.actorRef;
+    if (!actor) throw new Error('no pool was created');
+    return actor as AnyActorRef;
+  };
+  const count = (type: string, from: string): number => received().filter((e) => e.type === type && e.from === from).length;
+  return { owner, command, received, member, pool, count, errors, ownerInspections, memberInspections };
 }
 
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 describe('actor pool', () => {
-  it("creates members in the parent's system: sendParent reaches the parent, a final state sends it xstate.done.actor.<id>", () => {
-    const { parent, command, received, member, errors } = startParent();
-    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'alpha' } });
-    command({ type: 'pool.spawn', src: 'echo', id: 'b', input: { name: 'beta' } });
-    expect(member('a').system).toBe(parent.system);
-    expect(member('a').getSnapshot().status).toBe('active');
+  it('creates every member as a root actor with a system of its own; members report through the ref in their input', () => {
+    const { owner, command, received, member, ownerInspections, errors } = startOwner();
+    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'alpha', owner } });
+    command({ type: 'pool.spawn', src: 'echo', id: 'b', input: { name: 'beta', owner } });
+    const [a, b] = [member('a'), member('b')];
+    expect(a.id).toBe('a');
+    expect(a.getSnapshot().status).toBe('active');
+    expect(a.system).not.toBe(owner.system);
+    expect(b.system).not.toBe(owner.system);
+    expect(a.system).not.toBe(b.system);
+    // The owner's system never saw them: it holds the owner and the pool only, and so does its snapshot.
+    expect(ownerInspections.filter((e) => e.type === '@xstate.actor').map((e) => idOf(e.actorRef))).toEqual(['owner', 'pool']);
+    expect(Object.keys(owner.getSnapshot().children)).toEqual(['pool']);
 
     command({ type: 'pool.send', id: 'a', event: { type: 'ping' } });
     command({ type: 'pool.send', id: 'b', event: { type: 'ping' } });
     command({ type: 'pool.send', id: 'a', event: { type: 'ping' } });
     command({ type: 'pool.send', id: 'a', event: { type: 'finish' } });
+    // No parent: a final state sends the owner nothing (no xstate.done.actor.a).
     expect(received()).toEqual([
       { type: 'pong', from: 'alpha', n: 1 },
       { type: 'pong', from: 'beta', n: 1 },
       { type: 'pong', from: 'alpha', n: 2 },
-      { type: 'xstate.done.actor.a', actorId: 'a', output: { name: 'alpha', pings: 2 } },
     ]);
-    expect(member('a').getSnapshot().status).toBe('done');
-    expect(member('b').getSnapshot().status).toBe('active');
-    // The members are not the parent's children: its snapshot holds the pool only.
-    expect(Object.keys(parent.getSnapshot().children)).toEqual(['pool']);
+    expect(a.getSnapshot().status).toBe('done');
+    expect(a.getSnapshot().output).toEqual({ name: 'alpha', pings: 2 });
+    expect(b.getSnapshot().status).toBe('active');
     expect(errors).toEqual([]);
-    parent.stop();
+    owner.stop();
   });
 
-  it('sends the parent xstate.error.actor.<id> for a member that throws on start or on an event; the others carry on', () => {
-    const { parent, command, received, member, errors } = startParent();
-    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'alpha' } });
+  it("keeps a member's delayed events in the member's own system, and pool.stop cancels them", () => {
+    vi.useFakeTimers();
+    const { owner, command, received, member, errors } = startOwner();
+    command({ type: 'pool.spawn', src: 'delayed', id: 'd-stopped', input: { owner } });
+    command({ type: 'pool.spawn', src: 'delayed', id: 'd-kept', input: { owner } });
+    const scheduled = (actor: AnyActorRef) =>
+      Object.values(actor.system.getSnapshot()._scheduledEvents).map((e) => ({ source: e.source.id, target: e.target.id, delay: e.delay }));
+    expect(scheduled(owner)).toEqual([]);
+    expect(scheduled(member('d-stopped'))).toEqual([{ source: 'd-stopped', target: 'd-stopped', delay: 30 }]);
+    expect(scheduled(member('d-kept'))).toEqual([{ source: 'd-kept', target: 'd-kept', delay: 30 }]);
+
+    command({ type: 'pool.stop', id: 'd-stopped' });
+    expect(member('d-stopped').getSnapshot().status).toBe('stopped');
+    expect(scheduled(member('d-stopped'))).toEqual([]);
+    expect(scheduled(member('d-kept'))).toHaveLength(1);
+    expect(vi.getTimerCount()).toBe(1);
+
+    vi.advanceTimersByTime(29);
+    expect(received()).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(received()).toEqual([{ type: 'late', from: 'd-kept' }]);
+    vi.advanceTimersByTime(100);
+    // The stopped member's event never comes.
+    expect(received()).toEqual([{ type: 'late', from: 'd-kept' }]);
+    expect(scheduled(member('d-kept'))).toEqual([]);
+    expect(member('d-kept').getSnapshot().value).toBe('sent');
+    expect(errors).toEqual([]);
+    owner.stop();
+  });
+
+  it('sends the owner pool.failed for a member that throws on start or on an event; the member is gone, the others carry on', () => {
+    const { owner, command, received, member, pool, errors } = startOwner();
+    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'alpha', owner } });
     command({ type: 'pool.spawn', src: 'crasher', id: 'at-start', input: { onStart: true } });
+    command({ type: 'pool.spawn', src: 'brokenCallback', id: 'callback-at-start', input: undefined });
     command({ type: 'pool.spawn', src: 'crasher', id: 'later', input: { onStart: false } });
-    expect(received()).toEqual([{ type: 'xstate.error.actor.at-start', actorId: 'at-start', error: 'crash on start' }]);
+    expect(received()).toEqual([
+      { type: 'pool.failed', id: 'at-start', error: 'Error: crash on start' },
+      { type: 'pool.failed', id: 'callback-at-start', error: 'Error: callback crash on start' },
+    ]);
+    expect(member('at-start').getSnapshot().status).toBe('error');
+    expect((member('at-start').getSnapshot().error as Error).message).toBe('crash on start');
+    expect(member('callback-at-start').getSnapshot().status).toBe('error');
     expect(member('later').getSnapshot().status).toBe('active');
 
     command({ type: 'pool.send', id: 'later', event: { type: 'boom' } });
     command({ type: 'pool.send', id: 'a', event: { type: 'ping' } });
-    expect(received().slice(1)).toEqual([
-      { type: 'xstate.error.actor.later', actorId: 'later', error: 'crash on boom' },
+    expect(received().slice(2)).toEqual([
+      { type: 'pool.failed', id: 'later', error: 'Error: crash on boom' },
       { type: 'pong', from: 'alpha', n: 1 },
     ]);
     expect(member('later').getSnapshot().status).toBe('error');
-    expect(parent.getSnapshot().status).toBe('active');
-    expect(parent.getSnapshot().children.pool?.getSnapshot().status).toBe('active');
+    expect(member('a').getSnapshot().status).toBe('active');
+
+    // Sends and stops for the failed members are dropped (no throw, nothing reaches the owner).
+    command({ type: 'pool.send', id: 'later', event: { type: 'boom' } });
+    command({ type: 'pool.send', id: 'at-start', event: { type: 'boom' } });
+    command({ type: 'pool.stop', id: 'callback-at-start' });
+    expect(received()).toHaveLength(4);
+    expect(pool().getSnapshot().status).toBe('active');
+    expect(owner.getSnapshot().status).toBe('active');
+
+    // A failed member's id is free again.
+    command({ type: 'pool.spawn', src: 'echo', id: 'later', input: { name: 'reborn', owner } });
+    command({ type: 'pool.send', id: 'later', event: { type: 'ping' } });
+    expect(received().slice(4)).toEqual([{ type: 'pong', from: 'reborn', n: 1 }]);
+    expect(member('later').getSnapshot().status).toBe('active');
+    expect(pool().getSnapshot().status).toBe('active');
+    expect(owner.getSnapshot().status).toBe('active');
     expect(errors).toEqual([]);
-    parent.stop();
+    owner.stop();
   });
 
   it('drops sends to a member that is stopped or never was, and takes a stopped id again', () => {
-    const { parent, command, received, member, errors } = startParent();
-    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'first' } });
-    command({ type: 'pool.spawn', src: 'echo', id: 'b', input: { name: 'beta' } });
+    const { owner, command, received, member, pool, errors } = startOwner();
+    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'first', owner } });
+    command({ type: 'pool.spawn', src: 'echo', id: 'b', input: { name: 'beta', owner } });
+    const first = member('a');
     command({ type: 'pool.stop', id: 'a' });
     command({ type: 'pool.send', id: 'b', event: { type: 'finish' } });
     command({ type: 'pool.send', id: 'a', event: { type: 'ping' } });
     command({ type: 'pool.send', id: 'nobody', event: { type: 'ping' } });
     command({ type: 'pool.stop', id: 'nobody' });
-    expect(received()).toEqual([{ type: 'xstate.done.actor.b', actorId: 'b', output: { name: 'beta', pings: 0 } }]);
-    expect(member('a').getSnapshot().status).toBe('stopped');
+    expect(received()).toEqual([]);
+    expect(first.getSnapshot().status).toBe('stopped');
+    expect(member('b').getSnapshot().status).toBe('done');
 
-    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'second' } });
+    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'second', owner } });
     command({ type: 'pool.send', id: 'a', event: { type: 'ping' } });
-    expect(received().slice(1)).toEqual([{ type: 'pong', from: 'second', n: 1 }]);
-    expect(parent.getSnapshot().children.pool?.getSnapshot().status).toBe('active');
+    expect(received()).toEqual([{ type: 'pong', from: 'second', n: 1 }]);
+    expect(member('a')).not.toBe(first);
+    expect(first.getSnapshot().status).toBe('stopped');
+    expect(pool().getSnapshot().status).toBe('active');
     expect(errors).toEqual([]);
-    parent.stop();
+    owner.stop();
   });
 
-  it('errors (xstate.error.actor.pool) when asked for a second member with a live id', () => {
-    const { parent, command, received, errors } = startParent();
-    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'alpha' } });
-    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'again' } });
-    expect(received()).toEqual([{ type: 'xstate.error.actor.pool', actorId: 'pool', error: 'actor pool: "a" already exists' }]);
+  it('errors (xstate.error.actor.pool) when asked for a second member with a live id, stopping its members first', () => {
+    const { owner, command, received, pool, member, memberInspections, errors } = startOwner();
+    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'alpha', owner } });
+    const first = member('a');
+    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'again', owner } });
+    // A failed pool runs no cleanup of its own: its members must not outlive it.
+    expect(first.getSnapshot().status).toBe('stopped');
+    expect(received()).toEqual([{ type: 'xstate.error.actor.pool', actorId: 'pool', error: 'Error: actor pool: "a" already exists' }]);
+    expect(pool().getSnapshot().status).toBe('error');
+    // The second was never created.
+    expect(memberInspections.filter((e) => e.type === '@xstate.actor').map((e) => idOf(e.actorRef))).toEqual(['a']);
+    expect(owner.getSnapshot().status).toBe('active');
     expect(errors).toEqual([]);
-    parent.stop();
+    owner.stop();
   });
 
-  it('stops a member on pool.stop: status stopped, cleanup run, its interval and delayed events no longer fire', async () => {
-    const { parent, command, received, member, errors } = startParent();
+  it('stops a member on pool.stop: status stopped, cleanup run, its interval no longer fires', () => {
+    vi.useFakeTimers();
+    const { owner, command, received, member, count, errors } = startOwner();
     const cleanedUp: string[] = [];
-    command({ type: 'pool.spawn', src: 'ticker', id: 't', input: { every: 5, cleanedUp } });
-    command({ type: 'pool.spawn', src: 'delayed', id: 'd-stopped', input: undefined });
-    command({ type: 'pool.spawn', src: 'delayed', id: 'd-kept', input: undefined });
-    await sleep(20);
-    const ticks = received().filter((e) => e.type === 'tick').length;
-    expect(ticks).toBeGreaterThan(0);
+    command({ type: 'pool.spawn', src: 'ticker', id: 't', input: { every: 5, cleanedUp, owner } });
+    command({ type: 'pool.spawn', src: 'ticker', id: 'u', input: { every: 5, cleanedUp, owner } });
+    vi.advanceTimersByTime(20);
+    expect([count('tick', 't'), count('tick', 'u')]).toEqual([4, 4]);
 
     command({ type: 'pool.stop', id: 't' });
-    command({ type: 'pool.stop', id: 'd-stopped' });
     expect(member('t').getSnapshot().status).toBe('stopped');
-    expect(member('d-stopped').getSnapshot().status).toBe('stopped');
+    expect(member('u').getSnapshot().status).toBe('active');
     expect(cleanedUp).toEqual(['t']);
+    expect(vi.getTimerCount()).toBe(1);
 
-    await sleep(60);
-    expect(received().filter((e) => e.type === 'tick')).toHaveLength(ticks);
-    // The delayed event fires for the member left running, not for the stopped one.
-    expect(received().filter((e) => e.type === 'late')).toEqual([{ type: 'late', from: 'd-kept' }]);
+    vi.advanceTimersByTime(20);
+    expect([count('tick', 't'), count('tick', 'u')]).toEqual([4, 8]);
+    // A root member's sendBack goes nowhere.
+    expect(received().filter((e) => e.type !== 'tick')).toEqual([]);
     expect(errors).toEqual([]);
-    parent.stop();
+
+    owner.stop();
+    expect(cleanedUp).toEqual(['t', 'u']);
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it.each([
-    ['leaves the state that invokes it', (parent: ReturnType<typeof startParent>['parent']) => parent.send({ type: 'drop' })],
-    ['is stopped (root stop)', (parent: ReturnType<typeof startParent>['parent']) => parent.stop()],
-  ])('stops every member when its parent %s', async (_, stopPool) => {
-    const { parent, command, received, member, errors } = startParent();
+    ['leaves the state that invokes it', (owner: ReturnType<typeof startOwner>['owner']) => owner.send({ type: 'drop' })],
+    ['is stopped (root stop)', (owner: ReturnType<typeof startOwner>['owner']) => owner.stop()],
+  ])('stops every member when its owner %s', (_, stopPool) => {
+    vi.useFakeTimers();
+    const { owner, command, received, member, pool, errors } = startOwner();
     const cleanedUp: string[] = [];
-    command({ type: 'pool.spawn', src: 'ticker', id: 't1', input: { every: 5, cleanedUp } });
-    command({ type: 'pool.spawn', src: 'ticker', id: 't2', input: { every: 5, cleanedUp } });
-    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'alpha' } });
-    command({ type: 'pool.spawn', src: 'delayed', id: 'd', input: undefined });
-    await sleep(20);
-    expect(received().filter((e) => e.type === 'tick').length).toBeGreaterThan(0);
+    command({ type: 'pool.spawn', src: 'ticker', id: 't1', input: { every: 5, cleanedUp, owner } });
+    command({ type: 'pool.spawn', src: 'ticker', id: 't2', input: { every: 5, cleanedUp, owner } });
+    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'alpha', owner } });
+    command({ type: 'pool.spawn', src: 'delayed', id: 'd', input: { owner } });
+    vi.advanceTimersByTime(20);
+    expect(received().filter((e) => e.type === 'tick')).toHaveLength(8);
+    // Two intervals and the delayed event.
+    expect(vi.getTimerCount()).toBe(3);
 
-    stopPool(parent);
-    expect(member('pool').getSnapshot().status).toBe('stopped');
+    stopPool(owner);
+    expect(pool().getSnapshot().status).toBe('stopped');
     expect(['t1', 't2', 'a', 'd'].map((id) => member(id).getSnapshot().status)).toEqual(['stopped', 'stopped', 'stopped', 'stopped']);
     expect(cleanedUp.toSorted()).toEqual(['t1', 't2']);
+    expect(vi.getTimerCount()).toBe(0);
 
     const after = received().length;
-    await sleep(60);
-    // Nothing reaches the parent any more (on a dropped pool the parent is still running and would record it).
+    vi.advanceTimersByTime(60);
+    // Nothing reaches the owner any more (when the pool is dropped the owner is still running and would record it).
     expect(received()).toHaveLength(after);
+    expect(received().filter((e) => e.type === 'late')).toEqual([]);
     expect(errors).toEqual([]);
-    parent.stop();
+    owner.stop();
+  });
+
+  it("passes its inspect option to every member: one inspector sees every member's events, the owner's does not", () => {
+    const { owner, command, member, memberInspections, ownerInspections, errors } = startOwner();
+    command({ type: 'pool.spawn', src: 'echo', id: 'a', input: { name: 'alpha', owner } });
+    command({ type: 'pool.spawn', src: 'echo', id: 'b', input: { name: 'beta', owner } });
+    command({ type: 'pool.send', id: 'a', event: { type: 'ping' } });
+    command({ type: 'pool.send', id: 'b', event: { type: 'finish' } });
+
+    const memberIds = new Set(['a', 'b']);
+    const events = memberInspections.filter((e) => e.type === '@xstate.event');
+    expect(events.filter((e) => memberIds.has(idOf(e.actorRef)!)).map((e) => [idOf(e.actorRef), e.event.type])).toEqual([
+      ['a', 'xstate.init'],
+      ['b', 'xstate.init'],
+      ['a', 'ping'],
+      ['b', 'finish'],
+    ]);
+    // Everything a member sends goes through its own system, its report to the owner too.
+    expect(events.map((e) => [idOf(e.sourceRef), idOf(e.actorRef), e.event.type])).toEqual([
+      [undefined, 'a', 'xstate.init'],
+      [undefined, 'b', 'xstate.init'],
+      [undefined, 'a', 'ping'],
+      ['a', 'owner', 'pong'],
+      [undefined, 'b', 'finish'],
+    ]);
+    // Each from its member's own system.
+    expect(events.map((e) => e.rootId)).toEqual(['a', 'b', 'a', 'a', 'b'].map((id) => member(id).sessionId));
+    expect(new Set(events.map((e) => e.rootId)).has(owner.sessionId)).toBe(false);
+    const snapshotsOfB = memberInspections.flatMap((e) => (e.type === '@xstate.snapshot' && idOf(e.actorRef) === 'b' ? [e.snapshot.status] : []));
+    expect(snapshotsOfB.at(-1)).toBe('done');
+    // The owner's inspector sees the commands to the pool, nothing inside a member's system.
+    expect(ownerInspections.some((e) => memberIds.has(idOf(e.actorRef)!))).toBe(false);
+    expect(errors).toEqual([]);
+    owner.stop();
   });
 });

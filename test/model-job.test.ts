@@ -122,6 +122,7 @@ const walks = Object.entries(MESSAGES).flatMap(([kind, text]) =>
       fallbackToClassifier: true,
       sink,
       toolkit,
+      supervisor: sink,
     },
     events: producible as never,
     serializeState: (snapshot) => {

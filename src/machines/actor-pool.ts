@@ -1,4 +1,4 @@
-import { createActor, fromCallback, type AnyActorLogic, type AnyActorRef, type AnyEventObject, type InputFrom } from 'xstate';
+import { createActor, fromCallback, type AnyActorLogic, type AnyActorRef, type AnyEventObject, type InputFrom, type InspectionEvent } from 'xstate';
 
 /** Commands to an actor pool. `src` names one of the pool's logics. */
 export type PoolCommand<TLogics extends Record<string, AnyActorLogic>> =
@@ -6,31 +6,58 @@ export type PoolCommand<TLogics extends Record<string, AnyActorLogic>> =
   | { type: 'pool.send'; id: string; event: AnyEventObject }
   | { type: 'pool.stop'; id: string };
 
-/** Input of a pool: the actor its members report to (`sendParent`, done and error events). */
-export interface PoolInput {
-  parent: AnyActorRef;
+/** Sent back to the pool's owner when a member fails (throws); the member is gone. */
+export interface PoolMemberFailedEvent {
+  type: 'pool.failed';
+  id: string;
+  error: unknown;
+}
+
+/** Options of {@link createActorPool}. */
+export interface ActorPoolOptions {
+  /** Sees every member's actor system (the owner's inspector, so one inspector sees everything). */
+  inspect?: (event: InspectionEvent) => void;
 }
 
 /**
- * Many short-lived children of one actor, kept out of its snapshot.
+ * Many short-lived actors owned by one machine, each an actor system of its own.
  *
- * XState copies `snapshot.children` on every `spawnChild` and `stopChild`, so a parent with n children
- * pays O(n) per spawn and per stop: with a thousand jobs in flight that was over a millisecond per job.
- * A pool creates each member with the pool's `parent` as its parent — the same actor system, so the
- * inspector sees it, `sendParent` reaches the parent and the parent gets its `xstate.done.actor.<id>` and
- * `xstate.error.actor.<id>` events, as for a spawned child — and keeps the members in a Map. Sends to a
- * member that is gone are dropped (XState would throw inside the sender's transition). Stopping the pool
- * stops every member.
+ * Spawned children share their parent's system, and XState does work in proportion to the system on
+ * every spawn and stop: it copies `snapshot.children`, and it scans every delayed event of the system
+ * to cancel the stopped actor's. With a thousand jobs in flight (a heartbeat timer each) that was over a
+ * millisecond per job. Pool members are root actors instead: a member reports to its owner through a
+ * ref in its input (not `sendParent`), its timers live in its own scheduler, and a failure comes back
+ * to the owner as `pool.failed`. Sends to a member that is gone are dropped (XState would throw inside
+ * the sender's transition). Stopping the pool stops every member.
  */
-export function createActorPool<TLogics extends Record<string, AnyActorLogic>>(logics: TLogics) {
-  return fromCallback<PoolCommand<TLogics>, PoolInput>(({ input, receive }) => {
+export function createActorPool<TLogics extends Record<string, AnyActorLogic>>(logics: TLogics, options: ActorPoolOptions = {}) {
+  return fromCallback<PoolCommand<TLogics>>(({ receive, sendBack }) => {
     const members = new Map<string, AnyActorRef>();
+    const stopAll = (): void => {
+      for (const actor of members.values()) actor.stop();
+      members.clear();
+    };
     receive((command) => {
       switch (command.type) {
         case 'pool.spawn': {
-          if (members.has(command.id)) throw new Error(`actor pool: "${command.id}" already exists`);
-          const actor = createActor(logics[command.src] as AnyActorLogic, { id: command.id, parent: input.parent, input: command.input });
+          if (members.has(command.id)) {
+            // A bug in the owner. The pool fails; its members must not outlive it (XState runs no
+            // cleanup for a callback actor that throws).
+            stopAll();
+            throw new Error(`actor pool: "${command.id}" already exists`);
+          }
+          const actor = createActor(logics[command.src] as AnyActorLogic, {
+            id: command.id,
+            input: command.input,
+            ...(options.inspect ? { inspect: options.inspect } : {}),
+          });
           members.set(command.id, actor);
+          actor.subscribe({
+            error: (error) => {
+              if (members.get(command.id) === actor) members.delete(command.id);
+              sendBack({ type: 'pool.failed', id: command.id, error } satisfies PoolMemberFailedEvent);
+            },
+          });
           actor.start();
           return;
         }
@@ -40,23 +67,11 @@ export function createActorPool<TLogics extends Record<string, AnyActorLogic>>(l
         case 'pool.stop': {
           const actor = members.get(command.id);
           members.delete(command.id);
-          if (actor) stopMember(actor);
+          actor?.stop();
           return;
         }
       }
     });
-    return () => {
-      for (const actor of members.values()) stopMember(actor);
-      members.clear();
-    };
+    return stopAll;
   });
-}
-
-/**
- * Stops a member the way XState stops a child (`stopChild` calls `_stop()`): the public `stop()` refuses
- * actors that have a parent. The stop is queued behind the events already in the member's mailbox. The
- * pool's tests fail if this internal ever goes away.
- */
-function stopMember(actor: AnyActorRef): void {
-  (actor as unknown as { _stop(): void })._stop();
 }

@@ -1,4 +1,4 @@
-import { assign, enqueueActions, sendParent, setup } from 'xstate';
+import { assign, enqueueActions, sendTo, setup, type AnyActorRef } from 'xstate';
 
 /** A job as the supervisor and conversations pass it around, before it runs. */
 export interface JobSpec {
@@ -32,6 +32,8 @@ export interface ConversationIdleEvent {
 
 interface ConversationContext {
   conversationId: string;
+  /** Told when a job may run, where waiting jobs stand, and when the conversation is idle. */
+  supervisor: AnyActorRef;
   running: string | null;
   waiting: JobSpec[];
 }
@@ -45,7 +47,7 @@ interface ConversationContext {
  */
 export const conversationMachine = setup({
   types: {
-    input: {} as { conversationId: string },
+    input: {} as { conversationId: string; supervisor: AnyActorRef },
     context: {} as ConversationContext,
     events: {} as ConversationEvent,
   },
@@ -53,22 +55,22 @@ export const conversationMachine = setup({
     hasWaiting: ({ context }) => context.waiting.length > 0,
   },
   actions: {
-    startNow: enqueueActions(({ event, enqueue }) => {
+    startNow: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'conversation.enqueue') return;
       enqueue.assign({ running: event.spec.jobId });
-      enqueue.sendParent({ type: 'conversation.ready', spec: event.spec } satisfies ConversationReadyEvent);
+      enqueue.sendTo(context.supervisor, { type: 'conversation.ready', spec: event.spec } satisfies ConversationReadyEvent);
     }),
     wait: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'conversation.enqueue') return;
       enqueue.assign({ waiting: [...context.waiting, event.spec] });
-      enqueue.sendParent({ type: 'conversation.waiting', jobId: event.spec.jobId, position: context.waiting.length + 1 } satisfies ConversationNoticeEvent);
+      enqueue.sendTo(context.supervisor, { type: 'conversation.waiting', jobId: event.spec.jobId, position: context.waiting.length + 1 } satisfies ConversationNoticeEvent);
     }),
     startNext: enqueueActions(({ context, enqueue }) => {
       const [next, ...rest] = context.waiting;
       if (!next) return;
       enqueue.assign({ running: next.jobId, waiting: rest });
-      enqueue.sendParent({ type: 'conversation.ready', spec: next } satisfies ConversationReadyEvent);
-      rest.forEach((spec, index) => enqueue.sendParent({ type: 'conversation.waiting', jobId: spec.jobId, position: index + 1 } satisfies ConversationNoticeEvent));
+      enqueue.sendTo(context.supervisor, { type: 'conversation.ready', spec: next } satisfies ConversationReadyEvent);
+      rest.forEach((spec, index) => enqueue.sendTo(context.supervisor, { type: 'conversation.waiting', jobId: spec.jobId, position: index + 1 } satisfies ConversationNoticeEvent));
     }),
     clearRunning: assign({ running: null }),
     dropWaiting: enqueueActions(({ context, event, enqueue }) => {
@@ -77,16 +79,16 @@ export const conversationMachine = setup({
       if (index < 0) return;
       const waiting = context.waiting.toSpliced(index, 1);
       enqueue.assign({ waiting });
-      enqueue.sendParent({ type: 'conversation.dropped', jobId: event.jobId } satisfies ConversationNoticeEvent);
+      enqueue.sendTo(context.supervisor, { type: 'conversation.dropped', jobId: event.jobId } satisfies ConversationNoticeEvent);
       waiting.slice(index).forEach((spec, offset) =>
-        enqueue.sendParent({ type: 'conversation.waiting', jobId: spec.jobId, position: index + offset + 1 } satisfies ConversationNoticeEvent),
+        enqueue.sendTo(context.supervisor, { type: 'conversation.waiting', jobId: spec.jobId, position: index + offset + 1 } satisfies ConversationNoticeEvent),
       );
     }),
-    reportIdle: sendParent(({ context }): ConversationIdleEvent => ({ type: 'conversation.idle', conversationId: context.conversationId })),
+    reportIdle: sendTo(({ context }) => context.supervisor, ({ context }): ConversationIdleEvent => ({ type: 'conversation.idle', conversationId: context.conversationId })),
   },
 }).createMachine({
   id: 'conversation',
-  context: ({ input }) => ({ conversationId: input.conversationId, running: null, waiting: [] }),
+  context: ({ input }) => ({ conversationId: input.conversationId, supervisor: input.supervisor, running: null, waiting: [] }),
   initial: 'idle',
   states: {
     idle: {

@@ -1,4 +1,4 @@
-import { assign, fromCallback, fromPromise, sendParent, sendTo, setup, type AnyActorRef } from 'xstate';
+import { assign, fromCallback, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
 import type { ChatRequest, ChatResult } from '../actors/inference/types.js';
 import type { Classification } from '../jobs/classification.js';
 import type { JobEventPayload } from '../jobs/job-event.js';
@@ -50,6 +50,8 @@ export interface JobInput {
   /** Receives every job event (numbered, journaled and fanned out there). */
   sink: AnyActorRef;
   toolkit: JobToolkit;
+  /** Told `job.finished` when the job has ended (the supervisor that started it). */
+  supervisor: AnyActorRef;
 }
 
 /** What the `loadConversation` actor returns. */
@@ -264,7 +266,7 @@ export const jobMachine = setup({
         ),
     ),
     emitCancelled: sendTo(({ context }) => context.sink, ({ context }) => terminal({ event: 'cancelled', data: {} }, context, 'cancelled')),
-    reportFinished: sendParent(({ context }): JobFinishedEvent => ({ type: 'job.finished', jobId: context.jobId, conversationId: context.conversationId })),
+    reportFinished: sendTo(({ context }) => context.supervisor, ({ context }): JobFinishedEvent => ({ type: 'job.finished', jobId: context.jobId, conversationId: context.conversationId })),
 
     assignConversation: assign(({ event: e }) => {
       const output = (e as unknown as { output: ConversationContext }).output;

@@ -1,6 +1,6 @@
-import { enqueueActions, setup } from 'xstate';
+import { enqueueActions, setup, type AnyActorRef } from 'xstate';
 import type { JobEventPayload } from '../jobs/job-event.js';
-import { createActorPool, type PoolCommand } from './actor-pool.js';
+import { createActorPool, type PoolCommand, type PoolMemberFailedEvent } from './actor-pool.js';
 import {
   conversationMachine,
   type ConversationEvent,
@@ -10,9 +10,10 @@ import {
   type JobSpec,
 } from './conversation-machine.js';
 import { jobMachine, type JobFinishedEvent, type JobInput, type JobOutcome, type JobSinkEvent } from './job-machine.js';
+import { ShardedMap } from './sharded-map.js';
 
 /** What every job shares: roles, fallback, the sink and the toolkit. */
-export type JobDefaults = Omit<JobInput, 'jobId' | 'conversationId' | 'text' | 'mode' | 'modeBackend'>;
+export type JobDefaults = Omit<JobInput, 'jobId' | 'conversationId' | 'text' | 'mode' | 'modeBackend' | 'supervisor'>;
 
 export interface SupervisorInput {
   maxActiveJobs: number;
@@ -29,19 +30,19 @@ export type SupervisorEvent =
   | ConversationNoticeEvent
   | ConversationIdleEvent
   | JobFinishedEvent
-  /** A pooled job or conversation actor crashed (`xstate.error.actor.<id>`). */
-  | { type: `xstate.error.actor.${string}`; error: unknown };
+  /** A job or conversation actor of the pool crashed. */
+  | PoolMemberFailedEvent;
 
 /** Where a job is: behind its conversation's earlier jobs, parked for a place under the cap, or running. */
 type JobPhase = 'waiting' | 'parked' | 'active';
 
 interface SupervisorContext extends SupervisorInput {
-  /** Every job accepted and not finished, with its conversation and phase. One map, so one copy per change. */
-  jobs: ReadonlyMap<string, { conversationId: string; phase: JobPhase }>;
+  /** Every job accepted and not finished, with its conversation and phase. */
+  jobs: ShardedMap<{ conversationId: string; phase: JobPhase }>;
   /** Jobs in phase `active`. */
   activeCount: number;
-  /** Conversations with a live actor (`conversation:<id>`). */
-  conversations: ReadonlySet<string>;
+  /** Conversations with a live actor (`conversation:<id>`), with how many of their jobs are not finished. */
+  conversations: ShardedMap<number>;
   /** Jobs whose conversation's turn has come, waiting for a place under `maxActiveJobs`, in order. */
   parked: readonly JobSpec[];
 }
@@ -53,7 +54,7 @@ export function jobCounts(context: SupervisorContext): { active: number; pending
 
 const jobActorId = (jobId: string): string => `job:${jobId}`;
 const conversationActorId = (conversationId: string): string => `conversation:${conversationId}`;
-const JOB_ERROR_PREFIX = `xstate.error.actor.${jobActorId('')}`;
+const JOB_PREFIX = jobActorId('');
 
 const CANCELLED_OUTCOME: JobOutcome = { status: 'cancelled', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: null };
 
@@ -62,18 +63,21 @@ function sinkEvent(jobId: string, payload: JobEventPayload, outcome?: JobOutcome
 }
 
 function withJob(context: SupervisorContext, jobId: string, conversationId: string, phase: JobPhase) {
-  return new Map(context.jobs).set(jobId, { conversationId, phase });
+  return context.jobs.set(jobId, { conversationId, phase });
 }
 
-function withoutJob(context: SupervisorContext, jobId: string) {
-  const jobs = new Map(context.jobs);
-  jobs.delete(jobId);
-  return jobs;
+/** The job leaves the supervisor's books, and its conversation has one unfinished job fewer. */
+function withoutJob(context: SupervisorContext, jobId: string): Pick<SupervisorContext, 'jobs' | 'conversations'> {
+  const job = context.jobs.get(jobId);
+  if (job === undefined) return { jobs: context.jobs, conversations: context.conversations };
+  const left = (context.conversations.get(job.conversationId) ?? 1) - 1;
+  return { jobs: context.jobs.delete(jobId), conversations: context.conversations.set(job.conversationId, left) };
 }
 
 /**
  * The job supervisor: owns a conversation actor per active conversation and a job actor per running
- * message, both in its actor pool (see `actor-pool.ts` for why not `spawnChild`). At most
+ * message, both in its actor pool (see `actor-pool.ts` for why not `spawnChild`); they report back to
+ * it through the `supervisor` ref in their input. At most
  * `maxActiveJobs` jobs run; the rest wait (behind their conversation, then for a place), told their
  * position through `queued` events. Routes `cancel`, stops finished jobs and idle conversations. A job
  * actor that crashes (a bug: jobs end their failures themselves) ends with `error`/`internal` and the
@@ -87,31 +91,34 @@ export const supervisorMachine = setup({
   },
   actors: { pool: createActorPool({ job: jobMachine, conversation: conversationMachine }) },
   guards: {
-    /** Only a job's crash is survivable; anything else erroring (the pool) errors the supervisor. */
+    /** Only a running job's crash is survivable; a conversation's is a bug that stops the supervisor. */
     isJobCrash: ({ context, event }) =>
-      event.type.startsWith(JOB_ERROR_PREFIX) && context.jobs.get(event.type.slice(JOB_ERROR_PREFIX.length))?.phase === 'active',
+      event.type === 'pool.failed' && event.id.startsWith(JOB_PREFIX) && context.jobs.get(event.id.slice(JOB_PREFIX.length))?.phase === 'active',
   },
   actions: {
-    accept: enqueueActions(({ context, event, enqueue }) => {
+    accept: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'submit') return;
       const { spec } = event;
-      if (!context.conversations.has(spec.conversationId)) {
-        enqueue.assign({ conversations: new Set(context.conversations).add(spec.conversationId) });
+      const unfinished = context.conversations.get(spec.conversationId);
+      if (unfinished === undefined) {
         enqueue.sendTo('pool', {
           type: 'pool.spawn',
           src: 'conversation',
           id: conversationActorId(spec.conversationId),
-          input: { conversationId: spec.conversationId },
+          input: { conversationId: spec.conversationId, supervisor: self },
         } satisfies SupervisorPoolCommand);
       }
-      enqueue.assign({ jobs: withJob(context, spec.jobId, spec.conversationId, 'waiting') });
+      enqueue.assign({
+        jobs: withJob(context, spec.jobId, spec.conversationId, 'waiting'),
+        conversations: context.conversations.set(spec.conversationId, (unfinished ?? 0) + 1),
+      });
       tellConversation(enqueue, spec.conversationId, { type: 'conversation.enqueue', spec });
     }),
-    startOrPark: enqueueActions(({ context, event, enqueue }) => {
+    startOrPark: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'conversation.ready') return;
       const { spec } = event;
       if (context.activeCount < context.maxActiveJobs) {
-        startJob(context, spec, enqueue);
+        startJob(context, spec, enqueue, self);
         return;
       }
       enqueue.assign({ parked: [...context.parked, spec], jobs: withJob(context, spec.jobId, spec.conversationId, 'parked') });
@@ -121,17 +128,18 @@ export const supervisorMachine = setup({
       if (event.type === 'conversation.waiting') {
         enqueue.sendTo(context.jobDefaults.sink, sinkEvent(event.jobId, { event: 'queued', data: { position: event.position } }));
       } else if (event.type === 'conversation.dropped') {
-        enqueue.assign({ jobs: withoutJob(context, event.jobId) });
+        enqueue.assign(withoutJob(context, event.jobId));
         enqueue.sendTo(context.jobDefaults.sink, sinkEvent(event.jobId, { event: 'cancelled', data: {} }, CANCELLED_OUTCOME));
       }
     }),
-    finishJob: enqueueActions(({ context, event, enqueue }) => {
+    finishJob: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'job.finished') return;
-      finishJob(context, event.jobId, enqueue);
+      finishJob(context, event.jobId, enqueue, self);
     }),
     /** A job actor crashed: it could not send its terminal event, so the supervisor sends one for it. */
-    failCrashedJob: enqueueActions(({ context, event, enqueue }) => {
-      const jobId = event.type.slice(JOB_ERROR_PREFIX.length);
+    failCrashedJob: enqueueActions(({ context, event, enqueue, self }) => {
+      if (event.type !== 'pool.failed') return;
+      const jobId = event.id.slice(JOB_PREFIX.length);
       enqueue.sendTo(
         context.jobDefaults.sink,
         sinkEvent(
@@ -140,7 +148,7 @@ export const supervisorMachine = setup({
           { status: 'error', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: 'internal' },
         ),
       );
-      finishJob(context, jobId, enqueue);
+      finishJob(context, jobId, enqueue, self);
     }),
     cancelJob: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'cancel') return;
@@ -151,7 +159,7 @@ export const supervisorMachine = setup({
       } else if (job.phase === 'parked') {
         const at = context.parked.findIndex((spec) => spec.jobId === event.jobId);
         const parked = context.parked.toSpliced(at, 1);
-        enqueue.assign({ parked, jobs: withoutJob(context, event.jobId) });
+        enqueue.assign({ parked, ...withoutJob(context, event.jobId) });
         enqueue.sendTo(context.jobDefaults.sink, sinkEvent(event.jobId, { event: 'cancelled', data: {} }, CANCELLED_OUTCOME));
         // Its conversation let it go first: tell it the turn is over.
         tellConversation(enqueue, job.conversationId, { type: 'conversation.jobFinished', jobId: event.jobId });
@@ -164,40 +172,42 @@ export const supervisorMachine = setup({
       }
     }),
     cancelAll: enqueueActions(({ context, enqueue }) => {
-      const jobs = new Map(context.jobs);
-      for (const [jobId, job] of context.jobs) {
+      let books: Pick<SupervisorContext, 'jobs' | 'conversations'> = context;
+      for (const [jobId, job] of context.jobs.entries()) {
         if (job.phase === 'active') {
           enqueue.sendTo('pool', { type: 'pool.send', id: jobActorId(jobId), event: { type: 'cancel' } } satisfies SupervisorPoolCommand);
         } else if (job.phase === 'parked') {
-          jobs.delete(jobId);
+          books = withoutJob({ ...context, ...books }, jobId);
           enqueue.sendTo(context.jobDefaults.sink, sinkEvent(jobId, { event: 'cancelled', data: {} }, CANCELLED_OUTCOME));
         } else {
           tellConversation(enqueue, job.conversationId, { type: 'conversation.cancel', jobId });
         }
       }
-      enqueue.assign({ parked: [], jobs });
+      enqueue.assign({ parked: [], ...books });
     }),
+    /** Any other member's crash is a bug: the supervisor fails with it (the runtime logs it). */
+    rethrow: ({ event }) => {
+      if (event.type === 'pool.failed') throw event.error;
+    },
     stopIdleConversation: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'conversation.idle') return;
       // A message for it may have been accepted after it said so: then it is not idle any more.
-      for (const job of context.jobs.values()) if (job.conversationId === event.conversationId) return;
-      const conversations = new Set(context.conversations);
-      conversations.delete(event.conversationId);
-      enqueue.assign({ conversations });
+      if ((context.conversations.get(event.conversationId) ?? 0) > 0) return;
+      enqueue.assign({ conversations: context.conversations.delete(event.conversationId) });
       enqueue.sendTo('pool', { type: 'pool.stop', id: conversationActorId(event.conversationId) } satisfies SupervisorPoolCommand);
     }),
   },
 }).createMachine({
   id: 'supervisor',
-  context: ({ input }) => ({ ...input, jobs: new Map(), activeCount: 0, conversations: new Set(), parked: [] }),
-  invoke: { id: 'pool', src: 'pool', input: ({ self }) => ({ parent: self }) },
+  context: ({ input }) => ({ ...input, jobs: ShardedMap.empty(), activeCount: 0, conversations: ShardedMap.empty(), parked: [] }),
+  invoke: { id: 'pool', src: 'pool' },
   on: {
     submit: { actions: 'accept' },
     'conversation.ready': { actions: 'startOrPark' },
     'conversation.waiting': { actions: 'tellWaiting' },
     'conversation.dropped': { actions: 'tellWaiting' },
     'job.finished': { actions: 'finishJob' },
-    'xstate.error.actor.*': { guard: 'isJobCrash', actions: 'failCrashedJob' },
+    'pool.failed': [{ guard: 'isJobCrash', actions: 'failCrashedJob' }, { actions: 'rethrow' }],
     'conversation.idle': { actions: 'stopIdleConversation' },
     cancel: { actions: 'cancelJob' },
     cancelAll: { actions: 'cancelAll' },
@@ -208,7 +218,7 @@ type SupervisorPoolCommand = PoolCommand<{ job: typeof jobMachine; conversation:
 
 /** What the helpers below need of an `enqueueActions` enqueuer. */
 interface Enqueuer {
-  assign(values: Partial<Pick<SupervisorContext, 'jobs' | 'activeCount' | 'parked'>>): void;
+  assign(values: Partial<Pick<SupervisorContext, 'jobs' | 'conversations' | 'activeCount' | 'parked'>>): void;
   sendTo(to: 'pool', event: SupervisorPoolCommand): void;
   sendTo(to: JobDefaults['sink'], event: JobSinkEvent): void;
 }
@@ -218,7 +228,7 @@ function tellConversation(enqueue: Pick<Enqueuer, 'sendTo'>, conversationId: str
 }
 
 /** Moves a job to active and starts its actor. */
-function startJob(context: SupervisorContext, spec: JobSpec, enqueue: Enqueuer): void {
+function startJob(context: SupervisorContext, spec: JobSpec, enqueue: Enqueuer, supervisor: AnyActorRef): void {
   enqueue.assign({ jobs: withJob(context, spec.jobId, spec.conversationId, 'active'), activeCount: context.activeCount + 1 });
   enqueue.sendTo('pool', {
     type: 'pool.spawn',
@@ -231,23 +241,24 @@ function startJob(context: SupervisorContext, spec: JobSpec, enqueue: Enqueuer):
       text: spec.text,
       mode: spec.mode,
       modeBackend: spec.mode === 'auto' ? null : (context.modes[spec.mode] ?? null),
+      supervisor,
     },
   });
 }
 
 /** A running job ended: stop its actor, give its conversation the turn back, start the first parked job. */
-function finishJob(context: SupervisorContext, jobId: string, enqueue: Enqueuer): void {
+function finishJob(context: SupervisorContext, jobId: string, enqueue: Enqueuer, supervisor: AnyActorRef): void {
   const job = context.jobs.get(jobId);
   if (job?.phase !== 'active') return;
   enqueue.sendTo('pool', { type: 'pool.stop', id: jobActorId(jobId) });
   tellConversation(enqueue, job.conversationId, { type: 'conversation.jobFinished', jobId });
-  const after: SupervisorContext = { ...context, jobs: withoutJob(context, jobId), activeCount: context.activeCount - 1 };
+  const after: SupervisorContext = { ...context, ...withoutJob(context, jobId), activeCount: context.activeCount - 1 };
   const [next, ...rest] = context.parked;
   if (next === undefined) {
-    enqueue.assign({ jobs: after.jobs, activeCount: after.activeCount });
+    enqueue.assign({ jobs: after.jobs, conversations: after.conversations, activeCount: after.activeCount });
     return;
   }
-  enqueue.assign({ parked: rest });
-  startJob(after, next, enqueue);
+  enqueue.assign({ parked: rest, conversations: after.conversations });
+  startJob(after, next, enqueue, supervisor);
   rest.forEach((spec, index) => enqueue.sendTo(context.jobDefaults.sink, sinkEvent(spec.jobId, { event: 'queued', data: { position: index + 1 } })));
 }

@@ -29,6 +29,11 @@ export interface RuntimeDeps {
   delays?: { classifyHeartbeat?: number; streamHeartbeat?: number };
   /** Sees every actor of the job supervisor (jobs, conversations): the Stately inspector, or tests. */
   inspect?: (event: InspectionEvent) => void;
+  /**
+   * The job supervisor crashed (a bug). Nothing can run jobs any more and XState leaves its pool
+   * running, so the process should end and be restarted; jobs it left running end `interrupted` then.
+   */
+  onFatal?: (error: unknown) => void;
 }
 
 /** Messages of history loaded per job; the config's turn and size limits then cut it. */
@@ -112,10 +117,13 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     });
     const machine = supervisorMachine.provide({
       actors: {
-        pool: createActorPool({
-          job: jobMachine.provide({ actors: jobActors, ...(deps.delays ? { delays: deps.delays } : {}) }),
-          conversation: conversationMachine,
-        }),
+        pool: createActorPool(
+          {
+            job: jobMachine.provide({ actors: jobActors, ...(deps.delays ? { delays: deps.delays } : {}) }),
+            conversation: conversationMachine,
+          },
+          deps.inspect ? { inspect: deps.inspect } : {},
+        ),
       },
     });
     supervisor = createActor(machine, {
@@ -133,7 +141,12 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       },
     });
     // An unobserved actor error would be an uncaught exception: log it instead.
-    supervisor.subscribe({ error: (error) => log.error({ err: error }, 'job supervisor failed') });
+    supervisor.subscribe({
+      error: (error) => {
+        log.fatal({ err: error }, 'job supervisor failed');
+        deps.onFatal?.(error);
+      },
+    });
     backends.start();
     supervisor.start();
   };
