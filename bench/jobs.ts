@@ -169,9 +169,9 @@ export interface JobsBenchResult {
  * first `result` event, less the fake's own time for that same job's classifier call (measured inside
  * the job, where the fake has been idle between requests, rather than hot from back-to-back calls).
  */
-export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 1000]): Promise<JobsBenchResult> {
+export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 1000], databaseUrl: string | null = null): Promise<JobsBenchResult> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sb-bench-jobs-'));
-  const config = benchConfig(baseUrl, dataDir);
+  const config = benchConfig(baseUrl, dataDir, databaseUrl);
   const runtime = createRuntime(config, { log });
   await runtime.start();
   const gateway = await startGateway({ runtime, log, host: '127.0.0.1', port: 0, ws: { maxFramesPerSecond: 1_000_000 } });
@@ -180,7 +180,7 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
 
   // The bare machine: the same actors over a second store and registry, no transport, supervisor or hub.
   const bareDir = mkdtempSync(join(tmpdir(), 'sb-bench-bare-'));
-  const opened = await openStore({ url: null, dataDir: bareDir }, { cleanupEveryMs: 0 });
+  const opened = await openStore({ url: databaseUrl, dataDir: bareDir }, { cleanupEveryMs: 0 });
   const backends = new BackendRegistry(config.backends, { log });
   backends.start();
   const prompts = await loadPrompts(undefined, config.persona);

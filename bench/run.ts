@@ -38,10 +38,15 @@ for (const [label, env] of [
   console.log(`  actor / raw undici ${fmt(r.ratio * 100)}% — target ≥ 90%; actor / client alone ${fmt(r.actorVsClient * 100)}%\n`);
   fake.stop();
 }
-{
+const benchDatabaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
+for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDatabaseUrl ?? null]] as const) {
+  if (store === 'PostgreSQL' && databaseUrl === null) {
+    console.log('jobs on PostgreSQL: not measured (set BENCH_DATABASE_URL)\n');
+    continue;
+  }
   const fake = await startChildFake();
-  const r = await benchJobs(fake.baseUrl);
-  console.log('jobs end to end over WebSocket (direct branch, instant fake) vs the bare job machine in process');
+  const r = await benchJobs(fake.baseUrl, [1, 100, 1000], databaseUrl);
+  console.log(`jobs end to end over WebSocket (direct branch, instant fake) vs the bare job machine in process, store ${store}`);
   for (const level of r.levels) {
     console.log(`  concurrency ${level.concurrency}: ${fmt(level.endToEnd, 0)} jobs/s vs bare ${fmt(level.bare, 0)} jobs/s = ${fmt((level.endToEnd / level.bare) * 100)}% — target ≥ 50%`);
   }
@@ -64,7 +69,7 @@ for (const [label, env] of [
       child.on('exit', () => resolve(out.trim() || 'failed'));
     });
   console.log(`RSS at idle with PGlite: ${await rss('')} MiB`);
-  const pg = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
+  const pg = benchDatabaseUrl;
   console.log(`RSS at idle with PostgreSQL: ${pg ? `${await rss(pg)} MiB` : 'not measured (set BENCH_DATABASE_URL)'}`);
   fake.stop();
 }
