@@ -4,31 +4,15 @@
  * database per dialect is shared by the file, so tests use ids of their own and drop what they install.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  sql,
-  type Kysely,
-  type KyselyPlugin,
-  type PluginTransformQueryArgs,
-  type PluginTransformResultArgs,
-} from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { expect, it } from 'vitest';
 import type { DatabaseSchema } from '../src/actors/store/schema.js';
 import { createStore, type AcceptJobInput } from '../src/actors/store/store.js';
+import { InsertCounter } from './helpers/insert-counter.js';
 import { forEachDatabase } from './helpers/databases.js';
 
 const id = (prefix: string): string => `${prefix}-${randomUUID()}`;
 
-/** Counts INSERT statements (a CTE of inserts is one statement: its root is the last INSERT). */
-class InsertCounter implements KyselyPlugin {
-  inserts = 0;
-  transformQuery(args: PluginTransformQueryArgs): PluginTransformQueryArgs['node'] {
-    if (args.node.kind === 'InsertQueryNode') this.inserts += 1;
-    return args.node;
-  }
-  async transformResult(args: PluginTransformResultArgs): Promise<PluginTransformResultArgs['result']> {
-    return args.result;
-  }
-}
 
 /** A clock that moves 1 ms at every reading, so each write of the store gets a time of its own. */
 function tickingClock(start: number): () => Date {

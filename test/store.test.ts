@@ -5,14 +5,12 @@
 import { randomUUID } from 'node:crypto';
 import {
   NO_MIGRATIONS,
-  type KyselyPlugin,
-  type PluginTransformQueryArgs,
-  type PluginTransformResultArgs,
 } from 'kysely';
 import { expect, it } from 'vitest';
 import { createMigrator, runMigrations } from '../src/actors/store/create-database.js';
 import { createJobJournal, type JournalEvent } from '../src/actors/store/job-journal.js';
 import { createStore } from '../src/actors/store/store.js';
+import { InsertCounter } from './helpers/insert-counter.js';
 import { forEachDatabase } from './helpers/databases.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -23,17 +21,6 @@ function event(seq: number, name = 'result', data?: Record<string, unknown>): Jo
   return { seq, event: name, data: data ?? { content: `chunk ${seq}` }, at: new Date().toISOString() };
 }
 
-/** Counts INSERT statements, to see that the journal batches. */
-class InsertCounter implements KyselyPlugin {
-  inserts = 0;
-  transformQuery(args: PluginTransformQueryArgs): PluginTransformQueryArgs['node'] {
-    if (args.node.kind === 'InsertQueryNode') this.inserts += 1;
-    return args.node;
-  }
-  async transformResult(args: PluginTransformResultArgs): Promise<PluginTransformResultArgs['result']> {
-    return args.result;
-  }
-}
 
 /** A clock the test moves by hand. */
 function manualClock(start = Date.now()): { now: () => Date; advance: (ms: number) => void } {
