@@ -3,9 +3,7 @@
  * One database per dialect is shared by the whole file, so tests use ids of their own.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  NO_MIGRATIONS,
-} from 'kysely';
+import { NO_MIGRATIONS } from 'kysely';
 import { expect, it } from 'vitest';
 import { createMigrator, runMigrations } from '../src/actors/store/create-database.js';
 import { createJobJournal, type JournalEvent } from '../src/actors/store/job-journal.js';
