@@ -40,12 +40,6 @@ export interface ConversationStore {
 
 /** Internals shared with the other parts of the store (not for the rest of the system). */
 export interface ConversationStoreInternals extends ConversationStore {
-  /** Inserts a message inside the caller's transaction; call {@link remember} after it commits. */
-  insertMessage(
-    trx: Transaction<DatabaseSchema>,
-    conversationId: string,
-    message: NewMessage,
-  ): Promise<StoredMessage>;
   /** Inserts the conversation unless it exists, inside the caller's transaction. */
   insertConversation(
     trx: Transaction<DatabaseSchema> | Kysely<DatabaseSchema>,
@@ -60,12 +54,6 @@ export interface ConversationStoreInternals extends ConversationStore {
   remember(conversationId: string, message: StoredMessage, created?: boolean): void;
   /** Caches a conversation that has just been created and is empty, before its first write commits. */
   knownEmpty(conversationId: string): void;
-  /** Inserts a message and touches its conversation in one statement (one round trip, atomic). */
-  insertMessageStatement(
-    executor: Transaction<DatabaseSchema> | Kysely<DatabaseSchema>,
-    conversationId: string,
-    message: NewMessage,
-  ): Promise<StoredMessage>;
 }
 
 /** Tuning and clock of {@link createConversationStore}. */
@@ -132,48 +120,6 @@ export function createConversationStore(
       .execute();
   }
 
-  async function insertMessage(
-    trx: Transaction<DatabaseSchema>,
-    conversationId: string,
-    message: NewMessage,
-  ): Promise<StoredMessage> {
-    const createdAt = now();
-    const jobId = message.jobId ?? null;
-    await trx
-      .insertInto('messages')
-      .values({
-        conversation_id: conversationId,
-        role: message.role,
-        content: message.content,
-        job_id: jobId,
-        created_at: createdAt,
-      })
-      .execute();
-    // updated_at drives the 7-day cleanup: an active conversation is kept.
-    await trx
-      .updateTable('conversations')
-      .set({ updated_at: createdAt })
-      .where('id', '=', conversationId)
-      .execute();
-    return { role: message.role, content: message.content, jobId, createdAt };
-  }
-
-  async function insertMessageStatement(
-    executor: Transaction<DatabaseSchema> | Kysely<DatabaseSchema>,
-    conversationId: string,
-    message: NewMessage,
-  ): Promise<StoredMessage> {
-    const createdAt = now();
-    const jobId = message.jobId ?? null;
-    // updated_at drives the 7-day cleanup: an active conversation is kept.
-    await executor
-      .with('touched', (qb) => qb.updateTable('conversations').set({ updated_at: createdAt }).where('id', '=', conversationId))
-      .insertInto('messages')
-      .values({ conversation_id: conversationId, role: message.role, content: message.content, job_id: jobId, created_at: createdAt })
-      .execute();
-    return { role: message.role, content: message.content, jobId, createdAt };
-  }
-
   /** Appended messages, written in batches: one statement inserts them and touches their conversations. */
   const appends = createGroupCommit<{ conversationId: string; message: StoredMessage }>(async (items) => {
     const conversationIds = [...new Set(items.map((item) => item.conversationId))];
@@ -222,8 +168,6 @@ export function createConversationStore(
 
   return {
     insertConversation,
-    insertMessage,
-    insertMessageStatement,
     remember,
 
     async ensureConversation(id, source, externalUser) {
