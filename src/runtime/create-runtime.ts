@@ -180,11 +180,17 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     });
     // The job starts while its message is being written: the classifier call overlaps the write. Its
     // events wait in the hub, where only a subscriber can see them, and one comes after `accepted`.
-    jobs.send({ type: 'submit', spec: { jobId, conversationId, text: input.text, mode } });
+    // It starts on the next turn of the event loop, once the write is on its way to the database: the
+    // write is the longer of the two, and starting a job takes the thread for a few hundred µs.
+    let refused = false;
+    setImmediate(() => {
+      if (!refused) jobs.send({ type: 'submit', spec: { jobId, conversationId, text: input.text, mode } });
+    });
     try {
       await accepted;
     } catch (error) {
-      // Not durable, so it never existed: nobody hears of it again, and it stops.
+      // Not durable, so it never existed: nobody hears of it again, and it stops (or never starts).
+      refused = true;
       events.discard(jobId);
       jobs.send({ type: 'cancel', jobId });
       throw error;

@@ -116,7 +116,7 @@ export function attachWebSocket(server: Server, options: WebSocketOptions): Atta
         return;
       }
       const id = nextId++;
-      const connection = new Connection(ws, owner, shared, log.child({ conn: id }));
+      const connection = new Connection(ws, socket, owner, shared, log.child({ conn: id }));
       connections.add(connection);
       ws.on('close', () => connections.delete(connection));
       connection.log.info({ remote: req.socket.remoteAddress, authenticated: config.auth.tokens.length > 0 }, 'websocket connected');
@@ -162,9 +162,12 @@ class Connection {
   private pending = 0;
   private queue: Promise<void> = Promise.resolve();
   private closeTimer: NodeJS.Timeout | undefined;
+  private corked = false;
 
   constructor(
     private readonly ws: WebSocket,
+    /** The upgraded socket under `ws`: corked while a burst of frames is written (see `send`). */
+    private readonly socket: Duplex,
     private readonly owner: string,
     private readonly shared: Shared,
     readonly log: Logger,
@@ -355,6 +358,16 @@ class Connection {
 
   private send(frame: ServerFrame): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
+    // Frames sent in one burst (`accepted` and the events it replays, a chunk and the next) leave in
+    // one write: each write to a socket is a system call that costs more than the frame itself.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
     this.ws.send(JSON.stringify(frame));
     // ws queues what the socket cannot take; past the limit this client is not keeping up, and holding
     // more for it would cost memory (and waiting for it would cost everyone else's latency).
