@@ -19,6 +19,7 @@ import { createRuntime } from '../src/runtime/create-runtime.js';
 import { createToolRunner } from '../src/runtime/create-tool-runner.js';
 import { startGateway } from '../src/transport/start-gateway.js';
 import { stats } from './harness.js';
+import { startRelayFloor } from './relay-floor.js';
 
 const log = createLogger({ level: 'silent' });
 
@@ -161,6 +162,10 @@ export interface JobsBenchResult {
   overheadMedianMs: number;
   /** For scale: the median time of the fake answering back-to-back direct calls, kept hot. */
   fakeMedianMs: number;
+  /** The same overhead, measured the same way, through the bare relay of `relay-floor.ts`: the floor. */
+  relayFloorOverheadMedianMs: number;
+  /** The same through the bare relay writing the message to the store before `accepted`, as we must. */
+  durableRelayFloorOverheadMedianMs: number;
 }
 
 /**
@@ -240,6 +245,26 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
     fakePerJob.push(fakeMs);
     overheads.push(firstResultAt - sentAt - fakeMs);
   }
+  // The floors, measured the same way right after: the libraries and this machine without our system,
+  // then the same with the user's message made durable (on the same kind of store) before `accepted`.
+  const relayFloor = async (accept?: (text: string) => Promise<void>): Promise<number> => {
+    const relay = await startRelayFloor(baseUrl, prompts.systemPrompt('classifier'), accept);
+    const relayClient = await BenchClient.connect(relay.url);
+    for (let i = 0; i < 50; i++) await relayClient.chat('hello');
+    clock.take(0, Infinity);
+    const relayOverheads: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      const { sentAt, firstResultAt } = await relayClient.chat('hello');
+      relayOverheads.push(firstResultAt - sentAt - clock.take(sentAt, firstResultAt));
+    }
+    relayClient.close();
+    await relay.close();
+    return stats(relayOverheads).median;
+  };
+  const relayFloorOverheadMedianMs = await relayFloor();
+  const durableRelayFloorOverheadMedianMs = await relayFloor((text) =>
+    opened.store.acceptJob({ jobId: randomUUID(), conversationId: randomUUID(), source: 'ws', mode: 'auto', text, newConversation: true }),
+  );
   clock.stop();
   const results: JobsBenchResult['levels'] = [];
   for (const concurrency of levels) {
@@ -272,5 +297,7 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
     fakePerJobMedianMs: stats(fakePerJob).median,
     overheadMedianMs: stats(overheads).median,
     fakeMedianMs: stats(fakeTimes).median,
+    relayFloorOverheadMedianMs,
+    durableRelayFloorOverheadMedianMs,
   };
 }
