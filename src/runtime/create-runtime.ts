@@ -60,6 +60,8 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   let supervisor: SupervisorActor | undefined;
   let sink: AnyActorRef | undefined;
   let stopping = false;
+  /** Submitted jobs waiting for their start on the next turn (see `submit`): true once cancelled meanwhile. */
+  const starting = new Map<string, boolean>();
 
   const status = (): StatusBody => {
     const context = supervisor?.getSnapshot().context;
@@ -182,15 +184,19 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     // events wait in the hub, where only a subscriber can see them, and one comes after `accepted`.
     // It starts on the next turn of the event loop, once the write is on its way to the database: the
     // write is the longer of the two, and starting a job takes the thread for a few hundred µs.
-    let refused = false;
+    starting.set(jobId, false);
     setImmediate(() => {
-      if (!refused) jobs.send({ type: 'submit', spec: { jobId, conversationId, text: input.text, mode } });
+      const cancelled = starting.get(jobId);
+      if (cancelled === undefined) return; // refused meanwhile: it never starts
+      starting.delete(jobId);
+      jobs.send({ type: 'submit', spec: { jobId, conversationId, text: input.text, mode } });
+      if (cancelled) jobs.send({ type: 'cancel', jobId });
     });
     try {
       await accepted;
     } catch (error) {
       // Not durable, so it never existed: nobody hears of it again, and it stops (or never starts).
-      refused = true;
+      starting.delete(jobId);
       events.discard(jobId);
       jobs.send({ type: 'cancel', jobId });
       throw error;
@@ -207,7 +213,8 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const cancel = async (jobId: string, owner: string): Promise<boolean> => {
     const { supervisor: jobs } = requireStarted();
     if ((await ownerOf(jobId)) !== owner) return false;
-    jobs.send({ type: 'cancel', jobId });
+    if (starting.has(jobId)) starting.set(jobId, true); // the supervisor does not know it yet
+    else jobs.send({ type: 'cancel', jobId });
     return true;
   };
 
