@@ -151,6 +151,24 @@ class FakeRequestClock {
   }
 }
 
+/**
+ * `count` chats one at a time through `client`: for each, the time from sending it to its first `result`,
+ * the fake's own time within it, and the difference — the overhead of whatever stands between.
+ */
+async function firstResultTimes(client: BenchClient, clock: FakeRequestClock, count: number): Promise<{ firstResult: number[]; fakePerJob: number[]; overheads: number[] }> {
+  const firstResult: number[] = [];
+  const fakePerJob: number[] = [];
+  const overheads: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const { sentAt, firstResultAt } = await client.chat('hello');
+    const fakeMs = clock.take(sentAt, firstResultAt);
+    firstResult.push(firstResultAt - sentAt);
+    fakePerJob.push(fakeMs);
+    overheads.push(firstResultAt - sentAt - fakeMs);
+  }
+  return { firstResult, fakePerJob, overheads };
+}
+
 /** Jobs per second at each concurrency, and the latency of one chat to its first result with its parts. */
 export interface JobsBenchResult {
   levels: Array<{ concurrency: number; endToEnd: number; bare: number }>;
@@ -234,17 +252,8 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
   // Latency to the first result, one at a time on a quiet system, and within each chat the fake's own
   // time for its classifier call, the one backend request before the first result.
   await new Promise((resolve) => setTimeout(resolve, 500));
-  const firstResult: number[] = [];
-  const fakePerJob: number[] = [];
-  const overheads: number[] = [];
   const clock = new FakeRequestClock(baseUrl);
-  for (let i = 0; i < 300; i++) {
-    const { sentAt, firstResultAt } = await clients[0]!.chat('hello');
-    const fakeMs = clock.take(sentAt, firstResultAt);
-    firstResult.push(firstResultAt - sentAt);
-    fakePerJob.push(fakeMs);
-    overheads.push(firstResultAt - sentAt - fakeMs);
-  }
+  const { firstResult, fakePerJob, overheads } = await firstResultTimes(clients[0]!, clock, 300);
   // The floors, measured the same way right after: the libraries and this machine without our system,
   // then the same with the user's message made durable (on the same kind of store) before `accepted`.
   const relayFloor = async (accept?: (text: string) => Promise<void>): Promise<number> => {
@@ -252,11 +261,7 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
     const relayClient = await BenchClient.connect(relay.url);
     for (let i = 0; i < 50; i++) await relayClient.chat('hello');
     clock.take(0, Infinity);
-    const relayOverheads: number[] = [];
-    for (let i = 0; i < 300; i++) {
-      const { sentAt, firstResultAt } = await relayClient.chat('hello');
-      relayOverheads.push(firstResultAt - sentAt - clock.take(sentAt, firstResultAt));
-    }
+    const { overheads: relayOverheads } = await firstResultTimes(relayClient, clock, 300);
     relayClient.close();
     await relay.close();
     return stats(relayOverheads).median;
