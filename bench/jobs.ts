@@ -221,7 +221,6 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
   const machine = jobMachine.provide({ actors, actions: { reportFinished: () => {} } });
   const sink = createActor(fromCallback(() => {})).start();
   const conversationId = randomUUID();
-  await opened.store.ensureConversation(conversationId, 'ws');
   const input: Omit<JobInput, 'jobId'> = {
     conversationId,
     text: 'hello',
@@ -268,7 +267,7 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
   };
   const relayFloorOverheadMedianMs = await relayFloor();
   const durableRelayFloorOverheadMedianMs = await relayFloor((text) =>
-    opened.store.acceptJob({ jobId: randomUUID(), conversationId: randomUUID(), source: 'ws', mode: 'auto', text, newConversation: true }),
+    opened.store.acceptJob({ jobId: randomUUID(), conversationId: randomUUID(), source: 'ws', mode: 'auto', owner: 'anonymous', text, newConversation: true }),
   );
   clock.stop();
   const results: JobsBenchResult['levels'] = [];

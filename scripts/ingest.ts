@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { databaseTarget } from './database-target.js';
 import { createDatabase, runMigrations } from '../src/actors/store/create-database.js';
 import { createDocumentStore } from '../src/actors/store/document-store.js';
+import { storableText } from '../src/storable-text.js';
 
 const EXTENSIONS = new Set(['.md', '.txt']);
 
@@ -43,19 +44,39 @@ if (root === undefined || positionals.length > 1) {
 }
 
 const target = databaseTarget({ config: values.config, dataDir: values['data-dir'] });
-const database = await createDatabase({ url: target.url, dataDir: target.dataDir });
+
+/** Ends the run with one sentence: never a stack trace, and never a file's text (errors are sanitized at the store's edge). */
+function fail(sentence: string): never {
+  console.error(`ingest: ${sentence}`);
+  process.exit(1);
+}
+
+const database = await createDatabase(target).catch((error: unknown) => fail(`cannot open the database (${target.where}): ${reasonOf(error)}`));
+let count = 0;
+let failure: string | undefined;
+let current: string | undefined;
 try {
   await runMigrations(database.db);
   const documents = createDocumentStore(database.db);
-  let count = 0;
   for await (const path of walk(root)) {
-    // Strip a BOM and NUL bytes (PostgreSQL text cannot hold U+0000).
-    const body = (await readFile(path, 'utf8')).replace(/^\uFEFF/, '').replaceAll('\u0000', '');
-    const id = relative(root, path).split(sep).join('/');
-    await documents.upsertDocument({ id, title: titleOf(path, body), path: id, body });
+    current = relative(root, path).split(sep).join('/');
+    // Strip a BOM and make the text storable (PostgreSQL text cannot hold U+0000).
+    const body = storableText((await readFile(path, 'utf8')).replace(/^\uFEFF/, ''));
+    await documents.upsertDocument({ id: current, title: titleOf(path, body), path: current, body });
     count += 1;
   }
-  console.log(`ingested ${count} document${count === 1 ? '' : 's'} from ${root}`);
+} catch (error) {
+  failure = `${current === undefined ? `cannot read ${root}` : `could not store ${current}`}: ${reasonOf(error)} (${count} stored before)`;
 } finally {
   await database.close();
+}
+if (failure !== undefined) fail(failure);
+console.log(`ingested ${count} document${count === 1 ? '' : 's'} from ${root}`);
+
+function reasonOf(error: unknown): string {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  if (code === 'ENOENT') return 'no such file or folder';
+  if (code === 'ENOTDIR') return 'not a folder';
+  if (code === 'EACCES') return 'permission denied';
+  return error instanceof Error ? error.message : String(error);
 }

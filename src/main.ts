@@ -19,6 +19,22 @@ async function main(): Promise<void> {
     throw error;
   }
 
+  let http: Awaited<ReturnType<typeof startGateway>> | undefined;
+  let stopping = false;
+  const shutdown = async (why: string, graceMs: number, exitCode: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ why }, 'shutting down');
+    // Order: refuse new messages, give running jobs their grace period while their clients stay connected
+    // to receive the rest, cancel what is left (aborting backend requests), write what is queued and
+    // close the store; then close the connections and flush the logs.
+    await runtime.stop(graceMs);
+    await http?.close();
+    log.info('stopped');
+    log.flush();
+    process.exit(exitCode);
+  };
+
   const runtime = createRuntime(config, {
     log,
     // Let it crash: a restarted process ends the jobs it left running with `interrupted`.
@@ -26,27 +42,23 @@ async function main(): Promise<void> {
       log.flush();
       process.exit(70);
     },
+    // Nothing can be stored any more: stop as cleanly as still possible (jobs are cancelled at once,
+    // clients told), and exit non-zero so a supervisor restarts us on a fresh database thread.
+    onStoreLost: () => {
+      const forced = setTimeout(() => {
+        log.flush();
+        process.exit(1);
+      }, 5_000);
+      forced.unref();
+      void shutdown('the embedded database stopped', 0, 1);
+    },
   });
   await runtime.start();
-  const http = await startGateway({ host: config.server.host, port: config.server.port, runtime, log });
+  http = await startGateway({ host: config.server.host, port: config.server.port, runtime, log });
   log.info({ url: http.url, backends: Object.keys(config.backends) }, 'switchboard listening');
 
-  let stopping = false;
-  const shutdown = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down');
-    // Order: refuse new messages, give running jobs their grace period while their clients stay connected
-    // to receive the rest, cancel what is left (aborting backend requests), flush the journal and close
-    // the store; then close the connections and flush the logs.
-    await runtime.stop(config.shutdown.graceMs);
-    await http.close();
-    log.info('stopped');
-    log.flush();
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM', config.shutdown.graceMs, 0));
+  process.on('SIGINT', () => void shutdown('SIGINT', config.shutdown.graceMs, 0));
 }
 
 main().catch((error: unknown) => {

@@ -46,7 +46,6 @@ const walkable = jobMachine.provide({
     saveDraft: fromPromise(() => new Promise(noop)),
     clearDraft: fromPromise(() => new Promise(noop)),
     describeStatus: fromPromise(() => new Promise(noop)),
-    recordAnswer: fromPromise(() => new Promise(noop)),
   },
   actions: { reportFinished: noop },
 });
@@ -68,7 +67,7 @@ const isStreaming = (key: string): boolean => key.includes('"streaming"') || key
 
 /**
  * Events the running system can be made to produce, by state. Left out, because no script can produce
- * them on demand: a store that fails (errors of loadConversation, describeStatus, recordAnswer), a tool
+ * them on demand: a store that fails (errors of loadConversation, describeStatus), a tool
  * that times out or throws, and drafts (calendar is not configured here, so no draft is ever made).
  */
 function producible(snapshot: JobSnapshot): Array<{ type: string; [key: string]: unknown }> {
@@ -104,7 +103,6 @@ function producible(snapshot: JobSnapshot): Array<{ type: string; [key: string]:
     ];
   }
   if (key.includes('"phrasing"')) return [{ type: 'infer.done', requestId: 'r', result: result('phrased') }, { type: 'infer.error', requestId: 'r', error: failure }];
-  if (key === '"recording"') return [{ type: 'xstate.done.actor.recordAnswer' }];
   return [];
 }
 
@@ -232,10 +230,10 @@ afterAll(async () => {
 describe(`job machine: ${walks.length} simple paths to an end, driven through the running gateway`, () => {
   it('covers every branch and every end', () => {
     const states = new Set(walks.flatMap((w) => w.path.steps.map((s) => stateKey(s.state as JobSnapshot))));
-    for (const expected of ['classify', 'direct', 'systemStatus', 'tools', 'route', 'fallback', 'phrasing', 'recording']) {
+    for (const expected of ['classify', 'direct', 'systemStatus', 'tools', 'route', 'fallback', 'phrasing']) {
       expect([...states].some((key) => key.includes(expected)), expected).toBe(true);
     }
-    // `clarify` and a ready `direct` answer pass through to `recording` in one step: seen by their events.
+    // `clarify` and a ready `direct` answer pass through to `complete` and `done` in one step: seen by their events.
     const classified = new Set(walks.flatMap((w) => w.path.steps.map((s) => String((s.event as { name?: string }).name ?? ''))));
     for (const name of Object.keys(CLASSIFICATIONS)) expect(classified.has(name), name).toBe(true);
     const ends = new Set(walks.map((w) => stateKey(w.path.state as JobSnapshot)));

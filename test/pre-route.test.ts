@@ -142,7 +142,8 @@ describe('system status', () => {
 
 describe('answers to a pending draft', () => {
   it('confirms or cancels with whole-message answers while a draft waits', () => {
-    const confirm = { action: 'tools', tool: 'calendar', operation: 'create_confirmed', params: {} };
+    // The one way to confirm a draft: the user's own words, never a tool call a model could produce.
+    const confirm = { action: 'confirmDraft' };
     for (const yes of ['네', '응!', 'ㅇㅇ', '확인', '좋아요.', 'Yes', 'OK', '  sure  ']) {
       expect(route(yes, withDraft)).toEqual(confirm);
     }

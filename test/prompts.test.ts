@@ -65,7 +65,6 @@ describe('the real prompts directory', () => {
       'calendar.today',
       'calendar.search(date_from, date_to)',
       'calendar.create_draft(title, date, time, end_time?, description?)',
-      'calendar.create_confirmed',
       'email.search(query, days=7, folder?)',
       'email.read(uid)',
       'document.search(query)',
@@ -75,6 +74,8 @@ describe('the real prompts directory', () => {
     ]) {
       expect(classifier).toContain(tool);
     }
+    // Only the user's own yes confirms a draft: the classifier is not offered the operation.
+    expect(classifier).not.toContain('create_confirmed');
   });
 
   it('returns a frozen object with validated pre-route rules and messages per locale', async () => {

@@ -1,18 +1,17 @@
 /**
- * Accepted jobs and appended messages are group-committed (one statement per batch), and a job's own
- * writes made while its accept is still committing wait for it. On every supported database; one
- * database per dialect is shared by the file, so tests use ids of their own and drop what they install.
+ * Everything the store writes on the hot path goes through one ordered writer: one statement per batch,
+ * a job's writes in order, and a row the database refuses fails only its own job. On every supported
+ * database; one database per dialect is shared by the file, so tests use ids of their own and drop what
+ * they install.
  */
-import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { expect, it } from 'vitest';
 import type { DatabaseSchema } from '../src/actors/store/schema.js';
+import { StoreRejectedError } from '../src/actors/store/store-errors.js';
 import { createStore, type AcceptJobInput } from '../src/actors/store/store.js';
-import { InsertCounter } from './helpers/insert-counter.js';
 import { forEachDatabase } from './helpers/databases.js';
-
-const id = (prefix: string): string => `${prefix}-${randomUUID()}`;
-
+import { StatementCounter } from './helpers/statement-counter.js';
+import { accept, answer, event, id } from './helpers/store-writes.js';
 
 /** A clock that moves 1 ms at every reading, so each write of the store gets a time of its own. */
 function tickingClock(start: number): () => Date {
@@ -21,15 +20,15 @@ function tickingClock(start: number): () => Date {
 }
 
 /**
- * A BEFORE INSERT trigger on `messages`: the content `refuse-me` makes the row fail with SQLSTATE 22023,
- * `slow-me` holds the statement for 300 ms (so a write racing it would run before it commits).
+ * A BEFORE INSERT trigger on `messages`: the content `refuse-me` makes the row fail with SQLSTATE 22023
+ * (its message quotes the row, as triggers do); `slow-me` holds the statement for 300 ms.
  */
 async function installMessageTrigger(db: Kysely<DatabaseSchema>): Promise<void> {
   await sql`
     create or replace function sb_test_message_trigger() returns trigger language plpgsql as $$
     begin
       if new.content = 'refuse-me' then
-        raise exception 'the test trigger refuses this message' using errcode = '22023';
+        raise exception 'the test trigger refuses %', new.content using errcode = '22023', detail = new.content;
       end if;
       if new.content = 'slow-me' then
         perform pg_sleep(0.3);
@@ -57,15 +56,14 @@ async function messagesOfJob(db: Kysely<DatabaseSchema>, jobId: string) {
 
 forEachDatabase((getDatabase) => {
   it('accepts 50 jobs issued in the same tick with one statement, every row right', async () => {
-    const counter = new InsertCounter();
+    const counter = new StatementCounter();
     const { db } = getDatabase();
     const start = Date.now();
 
     // An existing conversation, last touched a day ago, with one message.
-    const existing = id('conv-existing');
     const earlier = createStore(db, { now: tickingClock(start - 24 * 60 * 60 * 1000) });
-    await earlier.ensureConversation(existing, 'synology', 'user-7');
-    await earlier.appendMessage(existing, { role: 'user', content: 'from yesterday' });
+    const yesterday = await accept(earlier, { source: 'synology', externalUser: 'user-7', owner: 'user-7', text: 'from yesterday' });
+    const existing = yesterday.conversationId;
     const before = await conversationRow(db, existing);
     expect(before).toBeDefined();
 
@@ -75,7 +73,7 @@ forEachDatabase((getDatabase) => {
     for (let i = 0; i < 5; i += 1) {
       inputs.push({ jobId: id('job'), conversationId: shared, source: 'ws', mode: 'auto', owner: 'alice', text: `shared ${i}` });
     }
-    inputs.push({ jobId: id('job'), conversationId: existing, source: 'synology', externalUser: 'user-7', mode: 'daily', text: 'today' });
+    inputs.push({ jobId: id('job'), conversationId: existing, source: 'synology', externalUser: 'user-7', mode: 'daily', owner: 'user-7', text: 'today' });
     for (let i = 0; i < 44; i += 1) {
       inputs.push({
         jobId: id('job'),
@@ -84,6 +82,7 @@ forEachDatabase((getDatabase) => {
         mode: i % 3 === 0 ? 'deep' : 'auto',
         owner: `owner-${i}`,
         text: `single ${i} 안녕`,
+        clientMsgId: `client-${i}`,
         newConversation: true,
       });
     }
@@ -92,14 +91,10 @@ forEachDatabase((getDatabase) => {
     const results = await Promise.allSettled(inputs.map((input) => store.acceptJob(input)));
     expect(results.filter((result) => result.status === 'rejected')).toEqual([]);
     // All 50 in one statement (the default batch holds 200).
-    expect(counter.inserts).toBe(1);
+    expect(counter.statements).toBe(1);
 
     // Every job row, running, as submitted.
-    const jobs = await db
-      .selectFrom('jobs')
-      .selectAll()
-      .where('id', 'in', inputs.map((input) => input.jobId))
-      .execute();
+    const jobs = await db.selectFrom('jobs').selectAll().where('id', 'in', inputs.map((input) => input.jobId)).execute();
     expect(jobs).toHaveLength(50);
     const byId = new Map(jobs.map((job) => [job.id, job]));
     for (const input of inputs) {
@@ -107,7 +102,8 @@ forEachDatabase((getDatabase) => {
         conversation_id: input.conversationId,
         source: input.source,
         mode: input.mode,
-        owner: input.owner ?? 'anonymous',
+        owner: input.owner,
+        client_msg_id: input.clientMsgId ?? null,
         status: 'running',
         finished_at: null,
       });
@@ -116,26 +112,21 @@ forEachDatabase((getDatabase) => {
     // Read from the database, not from the cache the accepts filled.
     store.clearCache();
     const sharedMessages = await store.recentMessages(shared, 10);
-    expect(sharedMessages.map((m) => [m.role, m.content, m.jobId])).toEqual(
-      inputs.slice(0, 5).map((input) => ['user', input.text, input.jobId]),
-    );
+    expect(sharedMessages.map((m) => [m.role, m.content, m.jobId])).toEqual(inputs.slice(0, 5).map((input) => ['user', input.text, input.jobId]));
     expect((await store.recentMessages(existing, 10)).map((m) => [m.role, m.content, m.jobId])).toEqual([
-      ['user', 'from yesterday', null],
+      ['user', 'from yesterday', yesterday.jobId],
       ['user', 'today', inputs[5]?.jobId],
     ]);
     for (const input of inputs.slice(6)) {
-      expect((await store.recentMessages(input.conversationId, 10)).map((m) => [m.role, m.content, m.jobId])).toEqual([
-        ['user', input.text, input.jobId],
-      ]);
+      expect((await store.recentMessages(input.conversationId, 10)).map((m) => [m.role, m.content, m.jobId])).toEqual([['user', input.text, input.jobId]]);
+      expect(await store.conversationOwner(input.conversationId)).toBe(input.owner);
     }
     // A new store (a restarted process) reads the same.
-    expect((await createStore(db).recentMessages(shared, 10)).map((m) => m.content)).toEqual(
-      ['shared 0', 'shared 1', 'shared 2', 'shared 3', 'shared 4'],
-    );
+    expect((await createStore(db).recentMessages(shared, 10)).map((m) => m.content)).toEqual(['shared 0', 'shared 1', 'shared 2', 'shared 3', 'shared 4']);
 
     // The conversation of five accepts: one row, created at the first, touched at the last.
     const sharedRow = await conversationRow(db, shared);
-    expect(sharedRow).toMatchObject({ source: 'ws', external_user: null });
+    expect(sharedRow).toMatchObject({ source: 'ws', external_user: null, owner: 'alice' });
     expect(sharedRow?.created_at.getTime()).toBe(sharedMessages[0]?.createdAt.getTime());
     expect(sharedRow?.updated_at.getTime()).toBe(sharedMessages[4]?.createdAt.getTime());
     expect(sharedRow!.updated_at.getTime()).toBeGreaterThan(sharedRow!.created_at.getTime());
@@ -154,92 +145,89 @@ forEachDatabase((getDatabase) => {
     expect(singleRow?.updated_at.getTime()).toBe(singleRow?.created_at.getTime());
   });
 
-  it('appends messages issued in the same tick with one statement, in call order', async () => {
-    const counter = new InsertCounter();
+  it('writes accepts, events, answers with their ends and drafts of many jobs in one statement, each in order', async () => {
+    const counter = new StatementCounter();
     const { db } = getDatabase();
     const store = createStore(db.withPlugin(counter));
-    const [first, second] = [id('conv'), id('conv')];
-    await store.ensureConversation(first, 'ws');
-    await store.ensureConversation(second, 'ws');
-    counter.inserts = 0;
+    const first = await accept(store, { text: 'f1' });
+    const second = await accept(store, { text: 's1' });
+    counter.statements = 0;
+    const next = { jobId: id('job'), conversationId: first.conversationId, source: 'ws', mode: 'auto', owner: 'anonymous', text: 'f3' } as const;
     await Promise.all([
-      store.appendMessage(first, { role: 'user', content: 'f1' }),
-      store.appendMessage(second, { role: 'user', content: 's1' }),
-      store.appendMessage(first, { role: 'assistant', content: 'f2', jobId: 'job-f' }),
-      store.appendMessage(second, { role: 'assistant', content: 's2' }),
-      store.appendMessage(first, { role: 'user', content: 'f3' }),
+      store.journal.append(first.jobId, event(1, 'ack', {})),
+      answer(store, first, 'f2', 2),
+      store.journal.append(second.jobId, event(1, 'ack', {})),
+      store.saveDraft(second.jobId, second.conversationId, { title: 'meeting' }, new Date(Date.now() + 60_000)),
+      answer(store, second, 's2', 2),
+      store.acceptJob(next),
     ]);
-    expect(counter.inserts).toBe(1);
+    expect(counter.statements).toBe(1);
     store.clearCache();
-    expect((await store.recentMessages(first, 10)).map((m) => [m.role, m.content, m.jobId])).toEqual([
-      ['user', 'f1', null],
-      ['assistant', 'f2', 'job-f'],
-      ['user', 'f3', null],
+    expect((await store.recentMessages(first.conversationId, 10)).map((m) => [m.role, m.content, m.jobId])).toEqual([
+      ['user', 'f1', first.jobId],
+      ['assistant', 'f2', first.jobId],
+      ['user', 'f3', next.jobId],
     ]);
-    expect((await store.recentMessages(second, 10)).map((m) => m.content)).toEqual(['s1', 's2']);
+    expect((await store.recentMessages(second.conversationId, 10)).map((m) => m.content)).toEqual(['s1', 's2']);
+    expect(await createStore(db).loadDraft(second.conversationId)).toEqual({ title: 'meeting' });
+    expect(await store.getJob(first.jobId)).toMatchObject({ status: 'done' });
+    expect(await store.getJob(next.jobId)).toMatchObject({ status: 'running' });
+    expect((await store.journal.eventsAfter(second.jobId, 0)).map((e) => e.event)).toEqual(['ack', 'done']);
   });
 
-  it("waits for a job's accept before its answer, its draft and its end: nothing is lost racing it", async () => {
+  it("a job's writes made while its accept is still committing land after it: nothing is lost racing it", async () => {
     const { db } = getDatabase();
     await installMessageTrigger(db);
     try {
       const store = createStore(db);
-      const jobId = id('job');
-      const conversationId = id('conv');
+      const job = { jobId: id('job'), conversationId: id('conv'), source: 'ws', mode: 'auto', owner: 'anonymous', text: 'slow-me', newConversation: true } as const;
       // The accept is slow (the trigger holds it 300 ms); everything else is issued before it commits.
-      const accepted = store.acceptJob({ jobId, conversationId, source: 'ws', mode: 'auto', text: 'slow-me', newConversation: true });
-      const answered = store.appendMessage(conversationId, { role: 'assistant', content: 'the answer', jobId });
-      const drafted = store.saveDraft(conversationId, { title: 'meeting' }, new Date(Date.now() + 60_000));
-      const finished = store.finishJob(jobId, { status: 'done', branch: 'direct', modelsUsed: ['small'], totalMs: 42.4 });
-      const settled = await Promise.allSettled([accepted, answered, drafted, finished]);
+      const accepted = store.acceptJob(job);
+      const acked = store.journal.append(job.jobId, event(1, 'ack', {}));
+      const drafted = store.saveDraft(job.jobId, job.conversationId, { title: 'meeting' }, new Date(Date.now() + 60_000));
+      const answered = answer(store, job, 'the answer', 2);
+      const settled = await Promise.allSettled([accepted, acked, drafted, answered]);
       expect(settled.map((result) => result.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
-      expect(await finished).toBe(true);
 
       store.clearCache();
-      expect((await store.recentMessages(conversationId, 10)).map((m) => [m.role, m.content, m.jobId])).toEqual([
-        ['user', 'slow-me', jobId],
-        ['assistant', 'the answer', jobId],
+      expect((await store.recentMessages(job.conversationId, 10)).map((m) => [m.role, m.content, m.jobId])).toEqual([
+        ['user', 'slow-me', job.jobId],
+        ['assistant', 'the answer', job.jobId],
       ]);
-      expect(await createStore(db).loadDraft(conversationId)).toEqual({ title: 'meeting' });
-      const job = await store.getJob(jobId);
-      expect(job).toMatchObject({ status: 'done', branch: 'direct', modelsUsed: ['small'], totalMs: 42, conversationId });
-      expect(job?.finishedAt).toBeInstanceOf(Date);
-
-      // clearDraft racing a later accept of the same conversation waits for it too.
-      const nextJob = id('job');
-      const again = store.acceptJob({ jobId: nextJob, conversationId, source: 'ws', mode: 'auto', text: 'slow-me' });
-      const cleared = store.clearDraft(conversationId);
-      await Promise.all([again, cleared]);
-      expect(await createStore(db).loadDraft(conversationId)).toBeNull();
-      expect(await store.getJob(nextJob)).toMatchObject({ status: 'running' });
+      expect(await createStore(db).loadDraft(job.conversationId)).toEqual({ title: 'meeting' });
+      const stored = await store.getJob(job.jobId);
+      expect(stored).toMatchObject({ status: 'done', branch: 'direct', modelsUsed: ['small'], totalMs: 12, conversationId: job.conversationId });
+      expect(stored?.finishedAt).toBeInstanceOf(Date);
     } finally {
       await dropMessageTrigger(db);
     }
   });
 
-  it('an accept the database refuses fails alone and leaves nothing; its batch-mates are stored', async () => {
+  it('an accept the database refuses fails alone, with no row data in its error; its batch-mates are stored', async () => {
     const { db } = getDatabase();
     await installMessageTrigger(db);
     try {
       const store = createStore(db);
       const shared = id('conv-shared');
       const lonely = id('conv-lonely');
+      const base = { source: 'ws', mode: 'auto', owner: 'anonymous' } as const;
       const inputs: AcceptJobInput[] = [
-        { jobId: id('job-ok'), conversationId: shared, source: 'ws', mode: 'auto', text: 'first' },
-        { jobId: id('job-refused'), conversationId: lonely, source: 'ws', mode: 'auto', text: 'refuse-me', newConversation: true },
-        { jobId: id('job-ok'), conversationId: shared, source: 'ws', mode: 'auto', text: 'second' },
-        { jobId: id('job-refused'), conversationId: shared, source: 'ws', mode: 'auto', text: 'refuse-me' },
-        { jobId: id('job-ok'), conversationId: id('conv-other'), source: 'openai', mode: 'deep', text: 'third', newConversation: true },
-        { jobId: id('job-ok'), conversationId: shared, source: 'ws', mode: 'auto', text: 'fourth' },
+        { ...base, jobId: id('job-ok'), conversationId: shared, text: 'first', newConversation: true },
+        { ...base, jobId: id('job-refused'), conversationId: lonely, text: 'refuse-me', newConversation: true },
+        { ...base, jobId: id('job-ok'), conversationId: shared, text: 'second' },
+        { ...base, jobId: id('job-refused'), conversationId: shared, text: 'refuse-me' },
+        { ...base, jobId: id('job-ok'), conversationId: id('conv-other'), source: 'openai', mode: 'deep', text: 'third', newConversation: true },
+        { ...base, jobId: id('job-ok'), conversationId: shared, text: 'fourth' },
       ];
       const results = await Promise.allSettled(inputs.map((input) => store.acceptJob(input)));
       expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
       for (const index of [1, 3]) {
         const result = results[index];
-        expect(result?.status === 'rejected' ? result.reason : undefined).toMatchObject({
-          code: '22023',
-          message: expect.stringContaining('the test trigger refuses this message'),
-        });
+        const error = result?.status === 'rejected' ? (result.reason as unknown) : undefined;
+        expect(error).toBeInstanceOf(StoreRejectedError);
+        expect(error).toMatchObject({ sqlState: '22023', reason: 'internal' });
+        // The database's message quotes the row; none of it leaves the store.
+        expect(JSON.stringify(error) + String(error)).not.toContain('refuse-me');
       }
 
       for (const input of inputs.filter((_, index) => index !== 1 && index !== 3)) {
@@ -253,23 +241,16 @@ forEachDatabase((getDatabase) => {
         expect(await messagesOfJob(db, refused.jobId)).toEqual([]);
       }
       expect(await conversationRow(db, lonely)).toBeUndefined();
-
       store.clearCache();
       expect((await store.recentMessages(shared, 10)).map((m) => m.content)).toEqual(['first', 'second', 'fourth']);
 
-      // A write of a refused job, made while its accept was committing, fails instead of landing alone.
-      const refusedJob = id('job-refused');
-      const refusedConversation = id('conv-refused');
-      const accept = store.acceptJob({ jobId: refusedJob, conversationId: refusedConversation, source: 'ws', mode: 'auto', text: 'refuse-me', newConversation: true });
-      const answer = store.appendMessage(refusedConversation, { role: 'assistant', content: 'orphan', jobId: refusedJob });
-      const end = store.finishJob(refusedJob, { status: 'done' });
-      const outcomes = await Promise.allSettled([accept, answer, end]);
-      expect(outcomes.slice(0, 2).map((outcome) => outcome.status)).toEqual(['rejected', 'rejected']);
-      // The end of a job that was never stored either fails or updates nothing; it never reports success.
-      const ended = outcomes[2];
-      expect(ended?.status === 'fulfilled' ? ended.value : 'rejected').not.toBe(true);
-      expect(await messagesOfJob(db, refusedJob)).toEqual([]);
-      expect(await store.getJob(refusedJob)).toBeNull();
+      // The writes of a refused job, made while its accept was committing, fail instead of landing alone.
+      const refused = { ...base, jobId: id('job-refused'), conversationId: id('conv-refused'), text: 'refuse-me', newConversation: true };
+      const outcomes = await Promise.allSettled([store.acceptJob(refused), store.journal.append(refused.jobId, event(1, 'ack', {})), answer(store, refused, 'orphan', 2)]);
+      expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'rejected']);
+      expect(await messagesOfJob(db, refused.jobId)).toEqual([]);
+      expect(await store.getJob(refused.jobId)).toBeNull();
+      expect(await store.journal.eventsAfter(refused.jobId, 0)).toEqual([]);
     } finally {
       await dropMessageTrigger(db);
     }
@@ -280,23 +261,35 @@ forEachDatabase((getDatabase) => {
     await installMessageTrigger(db);
     try {
       const store = createStore(db);
-      const conversationId = id('conv-ab');
-      const jobA = id('job-a');
-      const jobB = id('job-b');
-      await store.acceptJob({ jobId: jobA, conversationId, source: 'ws', mode: 'auto', text: 'question A', newConversation: true });
-      // B is refused while A is still writing its answer, draft and end.
-      const acceptB = store.acceptJob({ jobId: jobB, conversationId, source: 'ws', mode: 'auto', text: 'refuse-me' });
-      const answerA = store.appendMessage(conversationId, { role: 'assistant', content: 'answer A', jobId: jobA });
-      const draftA = store.saveDraft(conversationId, { title: 'from A' }, new Date(Date.now() + 60_000));
-      const endA = store.finishJob(jobA, { status: 'done', branch: 'direct' });
-      const [b, ...a] = await Promise.allSettled([acceptB, answerA, draftA, endA]);
+      const jobA = await accept(store, { text: 'question A' });
+      const jobB = { jobId: id('job-b'), conversationId: jobA.conversationId, source: 'ws', mode: 'auto', owner: 'anonymous', text: 'refuse-me' } as const;
+      // B is refused while A is still writing its draft and its end.
+      const acceptB = store.acceptJob(jobB);
+      const draftA = store.saveDraft(jobA.jobId, jobA.conversationId, { title: 'from A' }, new Date(Date.now() + 60_000));
+      const answerA = answer(store, jobA, 'answer A');
+      const [b, ...a] = await Promise.allSettled([acceptB, draftA, answerA]);
       expect(b?.status).toBe('rejected');
-      expect(a.map((outcome) => outcome.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
-      expect(a[2]?.status === 'fulfilled' ? a[2].value : undefined).toBe(true);
+      expect(a.map((outcome) => outcome.status)).toEqual(['fulfilled', 'fulfilled']);
       store.clearCache();
-      expect((await store.recentMessages(conversationId, 10)).map((m) => m.content)).toEqual(['question A', 'answer A']);
-      expect(await store.loadDraft(conversationId)).toEqual({ title: 'from A' });
-      expect(await store.getJob(jobA)).toMatchObject({ status: 'done', branch: 'direct' });
+      expect((await store.recentMessages(jobA.conversationId, 10)).map((m) => m.content)).toEqual(['question A', 'answer A']);
+      expect(await store.loadDraft(jobA.conversationId)).toEqual({ title: 'from A' });
+      expect(await store.getJob(jobA.jobId)).toMatchObject({ status: 'done', branch: 'direct' });
+    } finally {
+      await dropMessageTrigger(db);
+    }
+  });
+
+  it('a history read waits for the answer of the conversation that is on its way', async () => {
+    const { db } = getDatabase();
+    await installMessageTrigger(db);
+    try {
+      const store = createStore(db);
+      const first = await accept(store, { text: 'question' });
+      // The answer's write is slow; the next job of the conversation reads its history meanwhile.
+      const answered = answer(store, first, 'slow-me');
+      const history = await store.recentMessages(first.conversationId, 10);
+      await answered;
+      expect(history.map((m) => m.content)).toEqual(['question', 'slow-me']);
     } finally {
       await dropMessageTrigger(db);
     }

@@ -53,7 +53,7 @@ function tinyJob(crashes: ReadonlyMap<string, 'start' | 'go'>, started: Map<stri
             type: 'job.event',
             jobId: context.jobId,
             payload: { event: 'done', data: {} },
-            outcome: { status: 'done', branch: 'direct', modelsUsed: [], firstByteMs: null, totalMs: 1, reason: null },
+            outcome: { status: 'done', branch: 'direct', modelsUsed: [], firstByteMs: null, totalMs: 1, reason: null, answer: 'x' },
           }) satisfies JobSinkEvent,
       ),
       reportFinished: sendTo(
@@ -91,7 +91,7 @@ function startSupervisor(machine: typeof supervisorMachine, maxActiveJobs = 1) {
 
 const withPool = (pool: AnyActorLogic): typeof supervisorMachine => supervisorMachine.provide({ actors: { pool } });
 
-const INTERNAL_OUTCOME = { status: 'error', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: 'internal' };
+const INTERNAL_OUTCOME = { status: 'error', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: 'internal', answer: null };
 
 describe('supervisor: crashed actors', () => {
   it('gives each job the supervisor in its input, so that its job.finished reaches it', () => {

@@ -9,11 +9,13 @@ import { isTerminal, type JobEvent, type JobEventName } from '../src/jobs/job-ev
 import {
   SubmitRejected,
   type Accepted,
+  type HealthBody,
   type Runtime,
   type StatusBody,
   type SubmitInput,
   type Unsubscribe,
 } from '../src/runtime/runtime.js';
+import { ownerId } from '../src/transport/owner-id.js';
 import type { EventFrame, ServerFrame } from '../src/transport/ws-frames.js';
 import { attachWebSocket, type AttachedWebSocket, type WebSocketOptions } from '../src/transport/ws-server.js';
 
@@ -46,6 +48,10 @@ class FakeRuntime implements Runtime {
 
   constructor(readonly config: Config) {}
 
+  async health(): Promise<HealthBody> {
+    return { ok: true };
+  }
+
   async submit(input: SubmitInput): Promise<Accepted> {
     if (this.rejectWith !== null) throw this.rejectWith;
     this.submitted.push(input);
@@ -57,7 +63,7 @@ class FakeRuntime implements Runtime {
     setTimeout(() => {
       for (const step of rest) this.emit(jobId, step.event, step.data);
     }, 5);
-    return { jobId, conversationId: input.conversationId ?? `conv-${this.count}` };
+    return { jobId, conversationId: input.conversationId ?? `conv-${this.count}`, repeated: false };
   }
 
   emit(jobId: string, event: JobEventName, data: Record<string, unknown> = {}): void {
@@ -422,7 +428,9 @@ describe('WebSocket auth', () => {
     const client = await TestClient.open(`${url}?token=token-aaaaaaaa`);
     client.send({ type: 'chat', text: 'hi' });
     await client.next();
-    expect(runtime.submitted[0]?.owner).toBe('token-aaaaaaaa');
+    // The owner is an id derived from the token, never the token itself.
+    expect(runtime.submitted[0]?.owner).toBe(ownerId('token-aaaaaaaa'));
+    expect(runtime.submitted[0]?.owner).toMatch(/^token:[0-9a-f]{16}$/);
   });
 
   it('answers other paths with 404', async () => {

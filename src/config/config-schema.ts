@@ -42,6 +42,9 @@ export const configSchema = z.strictObject({
     .strictObject({
       url: z.string().min(1).nullable().default(null),
       dataDir: z.string().min(1).default('./data'),
+      /** Extensions beyond DESIGN §3 (PostgreSQL): giving up on a connection, and on a statement. */
+      connectTimeoutMs: positiveInt.default(5_000),
+      statementTimeoutMs: positiveInt.default(10_000),
     })
     .prefault({}),
   backends: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/), backendSchema).default({

@@ -1,7 +1,7 @@
 /**
  * What the job does with a message (DESIGN §6): answer directly, route to the reasoner, ask back, use
- * a tool, report the system status or drop a pending draft. The classifier model produces the first
- * four as JSON; the pre-route rules produce all six. Model output is untrusted text, so
+ * a tool, report the system status, or confirm or drop a pending draft. The classifier model produces
+ * the first four as JSON; the pre-route rules produce all seven. Model output is untrusted text, so
  * {@link parseClassification} never throws: whatever it cannot use becomes a `direct` answer.
  */
 import { z } from 'zod';
@@ -23,6 +23,8 @@ export const classificationSchema = z.discriminatedUnion('action', [
   z.strictObject({ action: z.literal('clarify'), response }),
   toolsSchema,
   z.strictObject({ action: z.literal('systemStatus') }),
+  /** The user's own yes to a pending draft (pre-route only: a model's word never confirms). */
+  z.strictObject({ action: z.literal('confirmDraft') }),
   z.strictObject({ action: z.literal('cancelDraft') }),
 ]);
 

@@ -33,9 +33,8 @@ export function preRoute(text: string, rules: PreRouteRules, ctx: PreRouteContex
   // A whole-message yes/no only means something while a draft waits; otherwise "응" is just chat.
   const answer = message.replace(/[\s.!?~,…]+$/u, '').replace(/\s+/g, ' ');
   if (ctx.hasPendingDraft) {
-    if (rules.draftAnswer.yes.includes(answer)) {
-      return { action: 'tools', tool: 'calendar', operation: 'create_confirmed', params: {} };
-    }
+    // Only the user's own words confirm a draft: this is the one way to `confirmDraft`.
+    if (rules.draftAnswer.yes.includes(answer)) return { action: 'confirmDraft' };
     if (rules.draftAnswer.no.includes(answer)) return { action: 'cancelDraft' };
   }
 

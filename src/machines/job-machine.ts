@@ -1,5 +1,6 @@
 import { assign, fromCallback, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
 import type { ChatRequest, ChatResult } from '../actors/inference/types.js';
+import { toErrorInfo } from '../errors.js';
 import type { Classification } from '../jobs/classification.js';
 import type { JobEventPayload } from '../jobs/job-event.js';
 import { boundHistory, chatRequest, classifierRequest, describeNow, toolFormatRequest, type HistoryBounds, type HistoryTurn } from '../jobs/job-requests.js';
@@ -19,6 +20,7 @@ export type JobMessageKey =
   | 'confirmPrompt'
   | 'emptyAnswer'
   | 'backendUnavailable'
+  | 'storeUnavailable'
   | 'internalError';
 
 /** What a job needs besides actors: prompts, rules and clocks, closed over by the runtime. */
@@ -54,6 +56,12 @@ export interface JobInput {
   supervisor: AnyActorRef;
 }
 
+/** Who changes a conversation's draft: the job (its writes are ordered) and the conversation. */
+export interface DraftInput {
+  jobId: string;
+  conversationId: string;
+}
+
 /** What the `loadConversation` actor returns. */
 export interface ConversationContext {
   history: HistoryTurn[];
@@ -87,6 +95,8 @@ export interface JobOutcome {
   firstByteMs: number | null;
   totalMs: number;
   reason: string | null;
+  /** With `done`: the answer, recorded in the conversation together with the `done` event. */
+  answer: string | null;
 }
 
 /** What the sink receives. */
@@ -134,6 +144,7 @@ function terminal(payload: JobEventPayload, context: JobContext, status: JobOutc
       firstByteMs: context.firstByteAt === null ? null : Math.round(context.firstByteAt - context.startedAt),
       totalMs: Math.round(performance.now() - context.startedAt),
       reason: status === 'error' ? (context.error?.reason ?? 'internal') : null,
+      answer: status === 'done' ? context.answer : null,
     },
   };
 }
@@ -158,7 +169,7 @@ function streamInput(context: JobContext, backend: string): InferInput {
 /** A stream that is the answer: chunks go out as they come, the end records it, a failure ends the job. */
 const STREAM_EVENTS = {
   'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
-  'infer.done': '#job.recording',
+  'infer.done': '#job.complete',
   'infer.error': { target: '#job.failed', actions: 'assignInferError' },
 } as const;
 
@@ -172,7 +183,8 @@ const STREAM_HEARTBEAT = {
  * email, documents, status, yes/no to a draft) without the classifier; otherwise `classify` asks the small
  * model for an action and `branch` takes it: `direct`, `clarify`, `systemStatus`, `tools`, `route` (the
  * reasoner, falling back to the classifier only before the first streamed byte), or `modeStream` for a
- * direct chat mode. Every answer is recorded in the conversation before `done`. `cancel` ends any state.
+ * direct chat mode. `complete` checks the answer; `done` carries it, and the runtime records it in the
+ * conversation in the same write as the `done` event. `cancel` ends any state.
  */
 export const jobMachine = setup({
   types: {
@@ -191,17 +203,14 @@ export const jobMachine = setup({
     runTool: fromPromise<ToolOutcome, ToolInput>(async () => {
       throw new Error('runTool is not provided');
     }),
-    saveDraft: fromPromise<void, { conversationId: string; draft: Record<string, unknown> }>(async () => {
+    saveDraft: fromPromise<void, DraftInput & { draft: Record<string, unknown> }>(async () => {
       throw new Error('saveDraft is not provided');
     }),
-    clearDraft: fromPromise<void, { conversationId: string }>(async () => {
+    clearDraft: fromPromise<void, DraftInput>(async () => {
       throw new Error('clearDraft is not provided');
     }),
     describeStatus: fromPromise<string, { locale: string }>(async () => {
       throw new Error('describeStatus is not provided');
-    }),
-    recordAnswer: fromPromise<void, { jobId: string; conversationId: string; content: string }>(async () => {
-      throw new Error('recordAnswer is not provided');
     }),
   },
   delays: {
@@ -217,15 +226,16 @@ export const jobMachine = setup({
     reasonerBusy: ({ context }) => context.toolkit.isBusy(context.roles.reasoner),
     /** Only before the first streamed byte, and only when configured: never splice two models into one answer. */
     canFallBack: ({ context }) => context.fallbackToClassifier && !context.streamed,
-    isConfirmWithoutDraft: ({ context }) =>
-      context.classification?.action === 'tools' && context.classification.operation === 'create_confirmed' && context.draft === null,
+    /** A model may not confirm a draft: only the user's own yes-words do (pre-route's `confirmDraft`). */
+    isModelConfirmation: ({ context }) => context.classification?.action === 'tools' && context.classification.operation === 'create_confirmed',
+    isConfirmWithoutDraft: ({ context }) => context.classification?.action === 'confirmDraft' && context.draft === null,
     toolFailed: ({ event }) => {
       const output = (event as unknown as { output: ToolOutcome }).output;
       return !output.ok && TOOL_FAILURES.has(output.reason);
     },
     toolRefused: ({ event }) => !(event as unknown as { output: ToolOutcome }).output.ok,
     isDraftCreation: ({ context }) => context.classification?.action === 'tools' && context.classification.operation === 'create_draft',
-    isConfirmation: ({ context }) => context.classification?.action === 'tools' && context.classification.operation === 'create_confirmed',
+    isConfirmation: ({ context }) => context.classification?.action === 'confirmDraft',
     isEmptyAnswer: ({ context }) => context.answer.trim().length === 0,
     isEmptyToolResult: ({ event }) => {
       const output = (event as unknown as { output: ToolOutcome }).output;
@@ -320,7 +330,17 @@ export const jobMachine = setup({
         message: context.toolkit.message(e.type === 'infer.error' && e.error.code !== 'internal' ? 'backendUnavailable' : 'internalError'),
       }),
     }),
-    assignActorError: assign({ error: ({ context }) => ({ reason: 'internal', message: context.toolkit.message('internalError') }) }),
+    /** A store that could not be used says so (`store_unavailable`); anything else is ours (`internal`). */
+    assignActorError: assign({
+      error: ({ context, event: e }) => {
+        const reason = 'error' in e ? toErrorInfo(e.error).reason : 'internal';
+        return { reason, message: context.toolkit.message(reason === 'store_unavailable' ? 'storeUnavailable' : 'internalError') };
+      },
+    }),
+    /** The model asked to confirm a draft: the user is asked to say yes themselves (or told there is none). */
+    assignConfirmationRefused: assign({
+      answer: ({ context }) => context.toolkit.message(context.draft === null ? 'noDraft' : 'confirmPrompt'),
+    }),
     assignToolActorError: assign({ error: ({ context }) => ({ reason: 'tool_failed', message: context.toolkit.message('internalError') }) }),
     assignEmptyAnswer: assign({ error: ({ context }) => ({ reason: 'empty_answer', message: context.toolkit.message('emptyAnswer') }) }),
     assignStatusText: assign({ answer: ({ event: e }) => (e as unknown as { output: string }).output }),
@@ -397,6 +417,7 @@ export const jobMachine = setup({
         { guard: { type: 'isAction', params: { action: 'clarify' } }, target: 'clarify' },
         { guard: { type: 'isAction', params: { action: 'systemStatus' } }, target: 'systemStatus' },
         { guard: { type: 'isAction', params: { action: 'tools' } }, target: 'tools' },
+        { guard: { type: 'isAction', params: { action: 'confirmDraft' } }, target: 'tools' },
         { guard: { type: 'isAction', params: { action: 'cancelDraft' } }, target: 'cancelDraft' },
         { target: 'direct' },
       ],
@@ -406,7 +427,7 @@ export const jobMachine = setup({
       initial: 'choose',
       states: {
         choose: { always: [{ guard: 'hasReadyResponse', target: 'ready' }, { target: 'streaming' }] },
-        ready: { entry: ['assignReadyResponse', 'emitAnswer'], always: '#job.recording' },
+        ready: { entry: ['assignReadyResponse', 'emitAnswer'], always: '#job.complete' },
         streaming: {
           entry: [{ type: 'emitProcessing', params: { key: 'generating' } }, { type: 'useModel', params: { role: 'classifier' } }],
           invoke: {
@@ -421,7 +442,7 @@ export const jobMachine = setup({
     },
     clarify: {
       entry: [{ type: 'setBranch', params: { branch: 'clarify' } }, 'assignReadyResponse', 'emitAnswer'],
-      always: 'recording',
+      always: 'complete',
     },
     systemStatus: {
       entry: [{ type: 'setBranch', params: { branch: 'systemStatus' } }, { type: 'emitProcessing', params: { key: 'checkingStatus' } }],
@@ -429,7 +450,7 @@ export const jobMachine = setup({
         id: 'describeStatus',
         src: 'describeStatus',
         input: ({ context }) => ({ locale: context.toolkit.locale }),
-        onDone: { target: 'recording', actions: ['assignStatusText', 'emitAnswer'] },
+        onDone: { target: 'complete', actions: ['assignStatusText', 'emitAnswer'] },
         onError: { target: 'failed', actions: 'assignActorError' },
       },
     },
@@ -438,8 +459,8 @@ export const jobMachine = setup({
       invoke: {
         id: 'clearDraft',
         src: 'clearDraft',
-        input: ({ context }) => ({ conversationId: context.conversationId }),
-        onDone: { target: 'recording', actions: [{ type: 'assignMessage', params: { key: 'draftCancelled' } }, 'emitAnswer'] },
+        input: ({ context }) => ({ jobId: context.jobId, conversationId: context.conversationId }),
+        onDone: { target: 'complete', actions: [{ type: 'assignMessage', params: { key: 'draftCancelled' } }, 'emitAnswer'] },
         onError: { target: 'failed', actions: 'assignActorError' },
       },
     },
@@ -449,6 +470,7 @@ export const jobMachine = setup({
       states: {
         choose: {
           always: [
+            { guard: 'isModelConfirmation', target: 'answered', actions: 'assignConfirmationRefused' },
             { guard: 'isConfirmWithoutDraft', target: 'answered', actions: { type: 'assignMessage', params: { key: 'noDraft' } } },
             { target: 'running' },
           ],
@@ -460,9 +482,10 @@ export const jobMachine = setup({
             src: 'runTool',
             input: ({ context }) => {
               const c = context.classification;
+              // The user's yes writes the draft they were shown, whatever a model might say.
+              if (c?.action === 'confirmDraft') return { tool: 'calendar', operation: 'create_confirmed', params: context.draft ?? {} };
               const tool = c?.action === 'tools' ? c : { tool: '', operation: '', params: {} };
-              const params = tool.operation === 'create_confirmed' ? (context.draft ?? {}) : tool.params;
-              return { tool: tool.tool, operation: tool.operation, params };
+              return { tool: tool.tool, operation: tool.operation, params: tool.params };
             },
             onDone: [
               { guard: 'toolFailed', target: '#job.failed', actions: ['assignToolOutcome', 'assignToolError'] },
@@ -480,7 +503,7 @@ export const jobMachine = setup({
           invoke: {
             id: 'saveDraft',
             src: 'saveDraft',
-            input: ({ context }) => ({ conversationId: context.conversationId, draft: context.draft ?? {} }),
+            input: ({ context }) => ({ jobId: context.jobId, conversationId: context.conversationId, draft: context.draft ?? {} }),
             onDone: { target: 'answered', actions: 'emitConfirm' },
             onError: { target: '#job.failed', actions: 'assignActorError' },
           },
@@ -489,7 +512,7 @@ export const jobMachine = setup({
           invoke: {
             id: 'clearDraft',
             src: 'clearDraft',
-            input: ({ context }) => ({ conversationId: context.conversationId }),
+            input: ({ context }) => ({ jobId: context.jobId, conversationId: context.conversationId }),
             onDone: 'answered',
             onError: { target: '#job.failed', actions: 'assignActorError' },
           },
@@ -516,7 +539,7 @@ export const jobMachine = setup({
             'infer.error': { target: 'answered', actions: 'assignToolSummary' },
           },
         },
-        answered: { entry: 'emitAnswer', always: '#job.recording' },
+        answered: { entry: 'emitAnswer', always: '#job.complete' },
       },
     },
     route: {
@@ -539,7 +562,7 @@ export const jobMachine = setup({
           states: { waiting: STREAM_HEARTBEAT },
           on: {
             'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
-            'infer.done': '#job.recording',
+            'infer.done': '#job.complete',
             'infer.error': [
               { guard: 'canFallBack', target: 'fallback', actions: { type: 'emitProcessing', params: { key: 'switchingModel' } } },
               { target: '#job.failed', actions: 'assignInferError' },
@@ -568,16 +591,8 @@ export const jobMachine = setup({
       states: { waiting: STREAM_HEARTBEAT },
       on: STREAM_EVENTS,
     },
-    recording: {
-      always: { guard: 'isEmptyAnswer', target: 'failed', actions: 'assignEmptyAnswer' },
-      invoke: {
-        id: 'recordAnswer',
-        src: 'recordAnswer',
-        input: ({ context }) => ({ jobId: context.jobId, conversationId: context.conversationId, content: context.answer }),
-        onDone: 'done',
-        // The user already has the answer; a history write that failed is the store's to report.
-        onError: 'done',
-      },
+    complete: {
+      always: [{ guard: 'isEmptyAnswer', target: 'failed', actions: 'assignEmptyAnswer' }, { target: 'done' }],
     },
     done: { type: 'final', entry: ['emitDone', 'reportFinished'] },
     failed: { type: 'final', entry: ['emitError', 'reportFinished'] },

@@ -56,7 +56,7 @@ const jobActorId = (jobId: string): string => `job:${jobId}`;
 const conversationActorId = (conversationId: string): string => `conversation:${conversationId}`;
 const JOB_PREFIX = jobActorId('');
 
-const CANCELLED_OUTCOME: JobOutcome = { status: 'cancelled', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: null };
+const CANCELLED_OUTCOME: JobOutcome = { status: 'cancelled', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: null, answer: null };
 
 function sinkEvent(jobId: string, payload: JobEventPayload, outcome?: JobOutcome): JobSinkEvent {
   return outcome ? { type: 'job.event', jobId, payload, outcome } : { type: 'job.event', jobId, payload };
@@ -145,7 +145,7 @@ export const supervisorMachine = setup({
         sinkEvent(
           jobId,
           { event: 'error', data: { message: context.jobDefaults.toolkit.message('internalError'), reason: 'internal' } },
-          { status: 'error', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: 'internal' },
+          { status: 'error', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason: 'internal', answer: null },
         ),
       );
       finishJob(context, jobId, enqueue, self);

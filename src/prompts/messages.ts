@@ -46,6 +46,7 @@ export const localeMessagesSchema = z.strictObject({
     noAnswer: text,
     internal: text,
     backendUnavailable: text,
+    storeUnavailable: text,
     interrupted: text,
     cancelled: text,
   }),

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { fromCallback, fromPromise } from 'xstate';
 import type { Store } from '../actors/store/store.js';
-import type { HistoryTurn } from '../jobs/job-requests.js';
+import { historyBefore } from '../jobs/history-before.js';
 import type { BackendReply, InferCancelEvent, InferRequestEvent } from '../machines/backend-protocol.js';
-import type { ConversationContext, InferInput, ToolInput, ToolOutcome } from '../machines/job-machine.js';
+import type { ConversationContext, DraftInput, InferInput, ToolInput, ToolOutcome } from '../machines/job-machine.js';
 import type { BackendRegistry } from './backend-registry.js';
 
 /** Runs one tool call; never throws (failures are outcomes with a sanitized reason). */
@@ -31,16 +31,13 @@ export interface JobActorsDeps {
 export function createJobActors(deps: JobActorsDeps) {
   const { store, backends, tools } = deps;
 
-  /** The conversation so far (without this job's own message, which the job adds itself) and its draft. */
+  /** The conversation before this job's message (see `historyBefore`), and its draft. */
   const loadConversation = fromPromise<ConversationContext, { conversationId: string; jobId: string }>(async ({ input }) => {
     const [messages, draft] = await Promise.all([
       store.recentMessages(input.conversationId, deps.historyMessages),
       store.loadDraft(input.conversationId),
     ]);
-    const history: HistoryTurn[] = messages
-      .filter((message) => message.jobId !== input.jobId)
-      .map((message) => ({ role: message.role, content: message.content }));
-    return { history, draft };
+    return { history: historyBefore(messages, input.jobId), draft };
   });
 
   /**
@@ -78,17 +75,13 @@ export function createJobActors(deps: JobActorsDeps) {
 
   const runTool = fromPromise<ToolOutcome, ToolInput>(({ input, signal }) => tools.run(input, signal));
 
-  const saveDraft = fromPromise<void, { conversationId: string; draft: Record<string, unknown> }>(({ input }) =>
-    store.saveDraft(input.conversationId, input.draft, new Date(deps.now().getTime() + deps.draftTtlMs)),
+  const saveDraft = fromPromise<void, DraftInput & { draft: Record<string, unknown> }>(({ input }) =>
+    store.saveDraft(input.jobId, input.conversationId, input.draft, new Date(deps.now().getTime() + deps.draftTtlMs)),
   );
 
-  const clearDraft = fromPromise<void, { conversationId: string }>(({ input }) => store.clearDraft(input.conversationId));
+  const clearDraft = fromPromise<void, DraftInput>(({ input }) => store.clearDraft(input.jobId, input.conversationId));
 
   const describeStatus = fromPromise<string, { locale: string }>(async ({ input }) => deps.describeStatus(input.locale));
 
-  const recordAnswer = fromPromise<void, { jobId: string; conversationId: string; content: string }>(({ input }) =>
-    store.appendMessage(input.conversationId, { role: 'assistant', content: input.content, jobId: input.jobId }),
-  );
-
-  return { loadConversation, infer, runTool, saveDraft, clearDraft, describeStatus, recordAnswer };
+  return { loadConversation, infer, runTool, saveDraft, clearDraft, describeStatus };
 }

@@ -19,6 +19,7 @@ const MESSAGE_PATHS: Record<JobMessageKey, (m: Messages) => string> = {
   confirmPrompt: (m) => m.draft.confirm,
   emptyAnswer: (m) => m.errors.noAnswer,
   backendUnavailable: (m) => m.errors.backendUnavailable,
+  storeUnavailable: (m) => m.errors.storeUnavailable,
   internalError: (m) => m.errors.internal,
 };
 

@@ -3,6 +3,7 @@ import { createActor, fromCallback, type Actor, type AnyActorRef, type Inspectio
 import type { Logger } from 'pino';
 import type { OpenedStore } from '../actors/store/open-store.js';
 import { openStore } from '../actors/store/open-store.js';
+import { isStoreUnavailable, type StoreUnavailableError } from '../actors/store/store-errors.js';
 import type { Config } from '../config/config-schema.js';
 import type { JobEvent } from '../jobs/job-event.js';
 import { jobMachine, type JobSinkEvent } from '../machines/job-machine.js';
@@ -16,7 +17,8 @@ import { createJobActors } from './create-job-actors.js';
 import { createJobToolkit } from './create-job-toolkit.js';
 import { createToolRunner } from './create-tool-runner.js';
 import { JobEventHub } from './job-event-hub.js';
-import { SubmitRejected, type Accepted, type Runtime, type StatusBody, type SubmitInput, type Unsubscribe } from './runtime.js';
+import { hasNul, storableText } from '../storable-text.js';
+import { SubmitRejected, type Accepted, type HealthBody, type Runtime, type StatusBody, type SubmitInput, type Unsubscribe } from './runtime.js';
 
 export type { Runtime, StatusBody } from './runtime.js';
 
@@ -34,6 +36,13 @@ export interface RuntimeDeps {
    * running, so the process should end and be restarted; jobs it left running end `interrupted` then.
    */
   onFatal?: (error: unknown) => void;
+  /**
+   * The embedded database's thread died: nothing can be stored in this process any more. The process
+   * should shut down (as cleanly as it still can) and be restarted.
+   */
+  onStoreLost?: (error: StoreUnavailableError) => void;
+  /** Sees, per job event, how long it waited from publish to commit (the write-ahead cost; for the bench). */
+  onEventCommitted?: (waitedMs: number) => void;
 }
 
 /** Messages of history loaded per job; the config's turn and size limits then cut it. */
@@ -44,6 +53,8 @@ const DRAFT_TTL_MS = 30 * 60 * 1000;
 const REASONER_TURNS = 10;
 /** How long a stopping runtime waits for cancelled jobs to reach their terminal event. */
 const CANCEL_WAIT_MS = 5_000;
+/** A repeated `clientMsgId` of the same owner within this window gets the same `accepted` (DESIGN §4). */
+const CLIENT_MSG_ID_WINDOW_MS = 24 * 60 * 60 * 1000;
 
 type SupervisorActor = Actor<typeof supervisorMachine>;
 
@@ -62,6 +73,8 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   let stopping = false;
   /** Submitted jobs waiting for their start on the next turn (see `submit`): true once cancelled meanwhile. */
   const starting = new Map<string, boolean>();
+  /** Chats with a `clientMsgId` being accepted, by owner and id: a repeat arriving meanwhile shares the outcome. */
+  const accepting = new Map<string, Promise<Accepted>>();
 
   const status = (): StatusBody => {
     const context = supervisor?.getSnapshot().context;
@@ -78,26 +91,27 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
 
   const start = async (): Promise<void> => {
     const prompts = await loadPrompts(deps.promptsDir ?? DEFAULT_PROMPTS_DIR, config.persona);
-    opened = await openStore(
-      { url: config.database.url, dataDir: config.database.dataDir },
-      { onError: (error) => log.error({ err: error }, 'store background work failed') },
-    );
+    opened = await openStore(config.database, {
+      onError: (error) => log.error({ err: error, reason: isStoreUnavailable(error) ? 'store_unavailable' : 'internal' }, 'store background work failed'),
+      onLost: (error) => {
+        log.fatal({ err: error, reason: 'store_unavailable' }, 'the embedded database stopped');
+        deps.onStoreLost?.(error);
+      },
+    });
     if (opened.interruptedJobIds.length > 0) log.warn({ jobs: opened.interruptedJobIds.length }, 'ended jobs interrupted by a restart');
     const store = opened.store;
-    hub = new JobEventHub(store.journal, (jobId, outcome) => {
-      if (!outcome) return;
-      void store
-        .finishJob(jobId, {
-          status: outcome.status,
-          reason: outcome.reason,
-          branch: outcome.branch,
-          modelsUsed: outcome.modelsUsed,
-          firstByteMs: outcome.firstByteMs,
-          totalMs: outcome.totalMs,
-        })
-        .catch((error: unknown) => log.error({ err: error, jobId }, 'could not record the end of a job'));
-      log.info({ jobId, status: outcome.status, branch: outcome.branch, reason: outcome.reason, totalMs: outcome.totalMs }, 'job ended');
-    });
+    const messages = prompts.messages(config.persona.locale);
+    hub = new JobEventHub(
+      store.journal,
+      {
+        onEnded: (jobId, outcome) =>
+          log.info({ jobId, status: outcome.status, branch: outcome.branch, reason: outcome.reason, totalMs: outcome.totalMs }, 'job ended'),
+        onAbandoned: (jobId) => cancelJob(jobId),
+        errorMessage: (reason) => (reason === 'store_unavailable' ? messages.errors.storeUnavailable : messages.errors.internal),
+        ...(deps.onEventCommitted ? { onCommitted: deps.onEventCommitted } : {}),
+      },
+      log,
+    );
     const events = hub;
     sink = createActor(
       fromCallback<JobSinkEvent>(({ receive }) => {
@@ -106,7 +120,6 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       { id: 'job-events' },
     ).start();
 
-    const messages = prompts.messages(config.persona.locale);
     const tools = createToolRunner({ store, config, messages, now });
     const jobActors = createJobActors({
       store,
@@ -153,55 +166,97 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     supervisor.start();
   };
 
+  /** Sends `cancel` to a job, or marks it for a cancel right after its start (see `submit`). */
+  const cancelJob = (jobId: string): void => {
+    if (starting.has(jobId)) starting.set(jobId, true); // the supervisor does not know it yet
+    else supervisor?.send({ type: 'cancel', jobId });
+  };
+
   const submit = async (input: SubmitInput): Promise<Accepted> => {
     if (stopping) throw new SubmitRejected('shutting_down', 'the server is shutting down');
-    const { store, hub: events, supervisor: jobs } = requireStarted();
+    const { store } = requireStarted();
     const mode = input.mode ?? 'auto';
-    if (mode !== 'auto' && !(mode in config.modes)) {
+    if (mode !== 'auto' && !Object.hasOwn(config.modes, mode)) {
       const known = ['auto', ...Object.keys(config.modes)].join(', ');
       throw new SubmitRejected('unknown_mode', `unknown mode "${mode}", expected one of: ${known}`);
     }
     if (input.text.trim().length === 0) throw new SubmitRejected('bad_request', 'the message is empty');
-    // PostgreSQL text cannot hold U+0000; refusing it here beats an internal error at the write.
-    if (input.text.includes('\u0000')) throw new SubmitRejected('bad_request', 'the message contains a NUL character (U+0000)');
+    // PostgreSQL text cannot hold U+0000: refused at the door, ids included, rather than failing the write.
+    if (hasNul(input.text)) throw new SubmitRejected('bad_request', 'the message contains a NUL character (U+0000)');
+    for (const [name, value] of [['conversationId', input.conversationId], ['clientMsgId', input.clientMsgId]] as const) {
+      if (value !== undefined && hasNul(value)) throw new SubmitRejected('bad_request', `${name} contains a NUL character (U+0000)`);
+    }
     if (input.text.length > config.limits.messageChars) {
       throw new SubmitRejected('too_large', `the message has ${input.text.length} characters, over the limit of ${config.limits.messageChars}`);
     }
+    const clientMsgId = input.clientMsgId === undefined ? undefined : storableText(input.clientMsgId);
+    if (clientMsgId === undefined) return accept(input, mode, undefined);
+    // A repeat of a chat this owner sent in the last 24 h gets the same `accepted` and starts nothing: a
+    // client can send again after a dropped connection without making a second message.
+    const key = `${input.owner}\u0000${clientMsgId}`;
+    const inFlight = accepting.get(key);
+    if (inFlight !== undefined) return { ...(await inFlight), repeated: true };
+    const accepted = (async (): Promise<Accepted> => {
+      const since = new Date(now().getTime() - CLIENT_MSG_ID_WINDOW_MS);
+      const earlier = await store.findJobByClientMsgId(input.owner, clientMsgId, since);
+      if (earlier !== null) return { ...earlier, repeated: true };
+      return accept(input, mode, clientMsgId);
+    })();
+    accepting.set(key, accepted);
+    try {
+      return await accepted;
+    } finally {
+      accepting.delete(key);
+    }
+  };
+
+  /** Stores the message and starts its job. */
+  const accept = async (input: SubmitInput, mode: string, clientMsgId: string | undefined): Promise<Accepted> => {
+    const { store, hub: events, supervisor: jobs } = requireStarted();
+    if (input.conversationId !== undefined) {
+      // Another owner's conversation, or one that does not exist, is not there for this caller.
+      const owner = await store.conversationOwner(input.conversationId);
+      if (owner !== input.owner) throw new SubmitRejected('unknown_conversation', 'no such conversation');
+    }
+    const text = storableText(input.text);
     const jobId = randomUUID();
     const conversationId = input.conversationId ?? randomUUID();
-    events.open(jobId, input.owner);
     const accepted = store.acceptJob({
       jobId,
       conversationId,
       source: input.source,
       mode,
       owner: input.owner,
-      text: input.text,
+      text,
+      clientMsgId: clientMsgId ?? null,
       newConversation: input.conversationId === undefined,
       ...(input.externalUser === undefined ? {} : { externalUser: input.externalUser }),
     });
+    events.open(jobId, input.owner, conversationId, accepted);
     // The job starts while its message is being written: the classifier call overlaps the write. Its
-    // events wait in the hub, where only a subscriber can see them, and one comes after `accepted`.
-    // It starts on the next turn of the event loop, once the write is on its way to the database: the
-    // write is the longer of the two, and starting a job takes the thread for a few hundred µs.
+    // events are journaled after the accept (one ordered writer) and reach subscribers only once
+    // journaled, so never before `accepted`. It starts on the next turn of the event loop, once the write
+    // is on its way to the database: the write is the longer of the two, and starting a job takes the
+    // thread for a few hundred µs.
     starting.set(jobId, false);
     setImmediate(() => {
       const cancelled = starting.get(jobId);
       if (cancelled === undefined) return; // refused meanwhile: it never starts
       starting.delete(jobId);
-      jobs.send({ type: 'submit', spec: { jobId, conversationId, text: input.text, mode } });
+      jobs.send({ type: 'submit', spec: { jobId, conversationId, text, mode } });
       if (cancelled) jobs.send({ type: 'cancel', jobId });
     });
     try {
       await accepted;
     } catch (error) {
-      // Not durable, so it never existed: nobody hears of it again, and it stops (or never starts).
+      // Not durable, so it never existed: nobody hears of it again (the hub drops it), and it stops
+      // (or never starts).
       starting.delete(jobId);
-      events.discard(jobId);
       jobs.send({ type: 'cancel', jobId });
+      log.error({ jobId, reason: isStoreUnavailable(error) ? 'store_unavailable' : 'internal', err: error }, 'could not accept a chat');
       throw error;
     }
-    return { jobId, conversationId };
+    return { jobId, conversationId, repeated: false };
   };
 
   /** A job's owner, live or from the store; undefined for an unknown job. */
@@ -211,10 +266,9 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   };
 
   const cancel = async (jobId: string, owner: string): Promise<boolean> => {
-    const { supervisor: jobs } = requireStarted();
+    requireStarted();
     if ((await ownerOf(jobId)) !== owner) return false;
-    if (starting.has(jobId)) starting.set(jobId, true); // the supervisor does not know it yet
-    else jobs.send({ type: 'cancel', jobId });
+    cancelJob(jobId);
     return true;
   };
 
@@ -227,6 +281,16 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     const { hub: events } = requireStarted();
     if ((await ownerOf(jobId)) !== owner) return null;
     return events.subscribe(jobId, afterSeq, listener);
+  };
+
+  const health = async (): Promise<HealthBody> => {
+    if (!opened) return { ok: false, reason: 'starting' };
+    try {
+      await opened.store.ping();
+      return { ok: true };
+    } catch (error) {
+      return { ok: false, reason: isStoreUnavailable(error) ? 'store_unavailable' : 'internal' };
+    }
   };
 
   const stop = async (graceMs = 10_000): Promise<void> => {
@@ -247,7 +311,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     await opened?.close();
   };
 
-  return { config, status, start, submit, cancel, subscribe, stop };
+  return { config, status, health, start, submit, cancel, subscribe, stop };
 }
 
 function delay(ms: number): Promise<void> {

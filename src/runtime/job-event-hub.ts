@@ -1,21 +1,50 @@
+import type { Logger } from 'pino';
 import type { JobJournal } from '../actors/store/job-journal.js';
+import { EarlierWriteFailedError } from '../actors/store/ordered-writer.js';
+import { isStoreUnavailable } from '../actors/store/store-errors.js';
 import { isTerminal, type JobEvent, type JobEventPayload } from '../jobs/job-event.js';
 import type { JobOutcome } from '../machines/job-machine.js';
+import { storableData } from '../storable-text.js';
 
 type Listener = (event: JobEvent) => void;
 
 interface LiveJob {
   owner: string;
+  conversationId: string;
+  /** The last seq handed out. */
   seq: number;
   listeners: Set<Listener>;
-  /** Every event so far: a subscriber of a live job replays from here, not from the database. */
+  /** Every committed event so far: a subscriber of a live job replays from here, not from the database. */
   events: JobEvent[];
+  /** Its terminal event has been published (or it ended on a store failure): nothing more is taken. */
+  ended: boolean;
+  /** Settles with the job's accept write. */
+  accepted: Promise<void>;
+  acceptedOk: boolean;
+}
+
+/** What the hub tells the runtime. */
+export interface JobEventHubHooks {
+  /** The job has ended for good (its terminal event is committed, or it was ended by a store failure). */
+  onEnded(jobId: string, outcome: JobOutcome): void;
+  /** The job's events can no longer be journaled: it has been ended; stop its actor. */
+  onAbandoned(jobId: string): void;
+  /** The sentence of a job error event for `reason`, in the persona's language. */
+  errorMessage(reason: 'store_unavailable' | 'internal'): string;
+  /** Sees how long each event waited from publish to commit (for the bench). */
+  onCommitted?(waitedMs: number): void;
 }
 
 /**
- * Numbers, journals and fans out the events of every job. `seq` is contiguous per job because every
- * event of a job passes through here, in order; the terminal event is the last one (anything a job
- * would publish after it is dropped). Subscribers get the journal's replay, then live events, each once.
+ * Numbers, journals and fans out the events of every job, write-ahead: an event reaches subscribers only
+ * once the journal holds it, so nothing a client saw can be contradicted by a replay or by a restart.
+ * `seq` is contiguous per job because every event of a job passes through here in order, and the
+ * journal commits a job's events in order; the terminal event is the last one (anything a job would
+ * publish after it is dropped). Subscribers get the replay, then live events, each once.
+ *
+ * When the journal cannot take a job's event (the store is down, or refuses a row), the job ends at that
+ * seq with `error` (`store_unavailable` or `internal`): that event is delivered at once, since a client
+ * must not wait on an outage, and written as soon as the store lets it (see `JobJournal.fail`).
  */
 export class JobEventHub {
   private readonly live = new Map<string, LiveJob>();
@@ -23,23 +52,21 @@ export class JobEventHub {
 
   constructor(
     private readonly journal: JobJournal,
-    private readonly onTerminal: (jobId: string, outcome: JobOutcome | undefined) => void,
+    private readonly hooks: JobEventHubHooks,
+    private readonly log: Logger,
   ) {}
 
-  /** Registers a job before its first event, so subscribers of a new job get its live events. */
-  open(jobId: string, owner: string): void {
-    this.live.set(jobId, { owner, seq: 0, listeners: new Set(), events: [] });
-  }
-
   /**
-   * Forgets a job whose submission failed: nobody was told of it, so nothing of it is delivered, whatever
-   * it still emits while it is being stopped, and its buffered journal events are dropped (any already
-   * written belong to no job row: `subscribe` never serves them, retention deletes them).
+   * Registers a job before its first event. `accepted` is its accept write: its events are journaled
+   * after it, and if it fails nothing of the job is ever delivered (nobody was told of it).
    */
-  discard(jobId: string): void {
-    this.live.delete(jobId);
-    this.journal.discard(jobId);
-    this.notifyIdle();
+  open(jobId: string, owner: string, conversationId: string, accepted: Promise<void>): void {
+    const job: LiveJob = { owner, conversationId, seq: 0, listeners: new Set(), events: [], ended: false, accepted, acceptedOk: false };
+    this.live.set(jobId, job);
+    accepted.then(
+      () => (job.acceptedOk = true),
+      () => this.discard(jobId, job),
+    );
   }
 
   /** The owner of a job that has not ended yet, or undefined. */
@@ -59,17 +86,21 @@ export class JobEventHub {
 
   publish(jobId: string, payload: JobEventPayload, outcome?: JobOutcome): void {
     const job = this.live.get(jobId);
-    if (!job) return;
+    if (job === undefined || job.ended) return;
     job.seq += 1;
-    const event: JobEvent = { jobId, seq: job.seq, event: payload.event, data: payload.data, at: new Date().toISOString() };
-    this.journal.append(jobId, { seq: event.seq, event: event.event, data: event.data, at: event.at });
-    job.events.push(event);
-    for (const listener of job.listeners) listener(event);
-    if (isTerminal(payload.event)) {
-      this.live.delete(jobId);
-      this.onTerminal(jobId, outcome);
-      this.notifyIdle();
-    }
+    const event: JobEvent = { jobId, seq: job.seq, event: payload.event, data: storableData(payload.data), at: new Date().toISOString() };
+    const terminal = isTerminal(payload.event);
+    if (terminal) job.ended = true;
+    const answer = outcome?.status === 'done' && outcome.answer !== null ? { conversationId: job.conversationId, content: outcome.answer } : undefined;
+    const end = terminal && outcome !== undefined ? { outcome, answer } : undefined;
+    const publishedAt = performance.now();
+    this.journal.append(jobId, { seq: event.seq, event: event.event, data: event.data, at: event.at }, end).then(
+      () => {
+        this.hooks.onCommitted?.(performance.now() - publishedAt);
+        this.committed(jobId, job, event, outcome);
+      },
+      (error: unknown) => void this.failed(jobId, job, event, error),
+    );
   }
 
   /**
@@ -79,7 +110,7 @@ export class JobEventHub {
   async subscribe(jobId: string, afterSeq: number, listener: Listener): Promise<() => void> {
     const job = this.live.get(jobId);
     if (job) {
-      // Live: everything it emitted is in memory. Replay and attach in one synchronous step.
+      // Live: everything it has committed is in memory. Replay and attach in one synchronous step.
       let last = afterSeq;
       const deliver: Listener = (event) => {
         if (event.seq !== last + 1) return;
@@ -100,8 +131,64 @@ export class JobEventHub {
     return () => undefined;
   }
 
+  private committed(jobId: string, job: LiveJob, event: JobEvent, outcome: JobOutcome | undefined): void {
+    if (this.live.get(jobId) !== job) return;
+    this.deliver(job, event);
+    if (isTerminal(event.event)) this.end(jobId, outcome ?? defaultOutcome(event));
+  }
+
+  /** A job's event could not be journaled: the job ends there (see the class comment). */
+  private async failed(jobId: string, job: LiveJob, event: JobEvent, error: unknown): Promise<void> {
+    // If the accept failed too, the job never existed: `discard` takes care of it.
+    await job.accepted.catch(() => undefined);
+    if (!job.acceptedOk || this.live.get(jobId) !== job) return;
+    const cause = error instanceof EarlierWriteFailedError ? error.cause : error;
+    const reason = isStoreUnavailable(cause) ? 'store_unavailable' : 'internal';
+    this.log.error({ jobId, seq: event.seq, event: event.event, reason, err: cause }, 'job event could not be journaled; ending the job');
+    job.ended = true;
+    const ending: JobEvent = { jobId, seq: event.seq, event: 'error', data: { message: this.hooks.errorMessage(reason), reason }, at: new Date().toISOString() };
+    const outcome: JobOutcome = { status: 'error', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason, answer: null };
+    this.journal
+      .fail(jobId, { seq: ending.seq, event: ending.event, data: ending.data, at: ending.at }, outcome)
+      .catch((repairError: unknown) => this.log.error({ jobId, reason: 'store_unavailable', err: repairError }, 'could not record the end of a job'));
+    this.hooks.onAbandoned(jobId);
+    this.deliver(job, ending);
+    this.end(jobId, outcome);
+  }
+
+  /**
+   * The accept failed: nobody heard of the job, so nothing of it is delivered, whatever it still emits.
+   * An accept reported failed in an outage may still have committed (the statement ran after our
+   * timeout), so the job is erased; after a refused row there is nothing to erase, and it costs nothing.
+   */
+  private discard(jobId: string, job: LiveJob): void {
+    if (this.live.get(jobId) !== job) return;
+    job.ended = true;
+    this.live.delete(jobId);
+    this.journal.erase(jobId).catch((error: unknown) => this.log.error({ jobId, reason: 'store_unavailable', err: error }, 'could not remove a job whose accept failed'));
+    this.notifyIdle();
+  }
+
+  private deliver(job: LiveJob, event: JobEvent): void {
+    job.events.push(event);
+    for (const listener of job.listeners) listener(event);
+  }
+
+  private end(jobId: string, outcome: JobOutcome): void {
+    this.live.delete(jobId);
+    this.hooks.onEnded(jobId, outcome);
+    this.notifyIdle();
+  }
+
   private notifyIdle(): void {
     if (this.live.size > 0) return;
     for (const resolve of this.idle.splice(0)) resolve();
   }
+}
+
+/** The outcome of a terminal event published without one (not expected from the machines). */
+function defaultOutcome(event: JobEvent): JobOutcome {
+  const status = event.event === 'done' ? 'done' : event.event === 'cancelled' ? 'cancelled' : 'error';
+  const reason = status === 'error' && typeof event.data['reason'] === 'string' ? event.data['reason'] : status === 'error' ? 'internal' : null;
+  return { status, branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason, answer: null };
 }

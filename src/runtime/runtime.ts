@@ -21,17 +21,28 @@ export interface SubmitInput {
   owner: string;
   /** For Synology: one conversation per user. */
   externalUser?: string;
+  /** The client's id for this message: a repeat by the same owner within 24 h gets the same job. */
+  clientMsgId?: string;
 }
 
 export interface Accepted {
   jobId: string;
   conversationId: string;
+  /** The `clientMsgId` was seen before: this is the earlier job, and nothing new was started. */
+  repeated: boolean;
 }
 
-/** Why a submission was refused before any job existed. `code` maps to the transports' error codes. */
+/** The body of `GET /healthz` (DESIGN §5). */
+export type HealthBody = { ok: true } | { ok: false; reason: string };
+
+/**
+ * Why a submission was refused before any job existed. `code` maps to the transports' error codes. A
+ * store that cannot be used is not a refusal: it surfaces as the store's coded error
+ * (`store_unavailable`, see `toErrorInfo`).
+ */
 export class SubmitRejected extends Error {
   constructor(
-    readonly code: 'bad_request' | 'too_large' | 'unknown_mode' | 'shutting_down',
+    readonly code: 'bad_request' | 'too_large' | 'unknown_mode' | 'unknown_conversation' | 'shutting_down',
     message: string,
   ) {
     super(message);
@@ -47,7 +58,9 @@ export interface Runtime {
   /**
    * Makes the user's message durable, creates the job and starts it (behind the conversation's earlier
    * jobs and the active-job cap). Resolves once the message is stored: that is when `accepted` may be sent.
-   * Throws `SubmitRejected` for an unknown mode, a message or conversation over the caps, or shutdown.
+   * A repeated `clientMsgId` resolves with the earlier job and starts nothing. Throws `SubmitRejected` for
+   * an unknown mode or conversation, a message over the caps or with U+0000, or shutdown; a store that
+   * cannot be used throws its coded `store_unavailable` error.
    */
   submit(input: SubmitInput): Promise<Accepted>;
   /** Cancels a job of `owner`; false when there is no such job (an already finished one returns true). */
@@ -59,6 +72,8 @@ export interface Runtime {
    */
   subscribe(jobId: string, owner: string, afterSeq: number, listener: (event: JobEvent) => void): Promise<Unsubscribe | null>;
   status(): StatusBody;
+  /** Whether the store can be used now (it is asked, within a second). */
+  health(): Promise<HealthBody>;
   start(): Promise<void>;
   /** Stop accepting, give running jobs `graceMs`, cancel the rest, flush the journal, close the store. */
   stop(graceMs?: number): Promise<void>;

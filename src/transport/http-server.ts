@@ -29,7 +29,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   const { runtime, log } = options;
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?', 1)[0];
-    if (req.method === 'GET' && path === '/healthz') return sendJson(res, 200, { ok: true });
+    if (req.method === 'GET' && path === '/healthz') {
+      // 503 while the store cannot be used: nothing can be accepted then.
+      void runtime.health().then((health) => sendJson(res, health.ok ? 200 : 503, health));
+      return;
+    }
     if (req.method === 'GET' && path === '/status') return sendJson(res, 200, runtime.status());
     sendJson(res, 404, { error: { type: 'not_found', message: `no route for ${req.method} ${path}` } });
   };

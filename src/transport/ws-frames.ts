@@ -58,7 +58,7 @@ export type ClientFrameType = ClientFrame['type'];
 const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = ['chat', 'cancel', 'subscribe', 'status', 'ping'];
 
 /** The codes of `error` frames; clients branch on them, so the set is closed. */
-export const WS_ERROR_CODES = ['bad_request', 'too_large', 'unknown_job', 'rate_limited'] as const;
+export const WS_ERROR_CODES = ['bad_request', 'too_large', 'unknown_job', 'unknown_conversation', 'rate_limited', 'store_unavailable'] as const;
 export type WsErrorCode = (typeof WS_ERROR_CODES)[number];
 
 /** `chat` was taken: the job exists and its events follow. */
@@ -92,6 +92,8 @@ export interface ErrorFrame {
   type: 'error';
   code: WsErrorCode;
   message: string;
+  /** The refused chat's `clientMsgId`, when it had one. */
+  clientMsgId?: string;
 }
 
 /** Every frame the server sends. */

@@ -1,11 +1,12 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Config } from '../config/config-schema.js';
+import { toErrorInfo } from '../errors.js';
 import { isTerminal, type JobEvent } from '../jobs/job-event.js';
 import { SubmitRejected, type Runtime, type Unsubscribe } from '../runtime/runtime.js';
+import { createAuthenticator } from './authenticator.js';
 import {
   parseClientFrame,
   type ChatFrame,
@@ -48,11 +49,10 @@ const MIN_FRAME_BYTES = 64 * KIB;
 const DEFAULT_HEARTBEAT_MS = 30_000;
 /** After we send a close frame the peer has this long to answer before its socket is destroyed. */
 const CLOSE_GRACE_MS = 2_000;
-/** Frames are handled one at a time per connection; more than this many waiting is a flood. */
+/** Frames still being handled (a chat waiting for its accept, say); more than this many is a flood. */
 const MAX_PENDING_FRAMES = 16;
 /** Each subscription is a listener inside the runtime; one connection may not hold unboundedly many. */
 const MAX_SUBSCRIPTIONS = 256;
-const ANONYMOUS = 'anonymous';
 
 /** What every connection shares: dependencies and limits, resolved once. */
 interface Shared {
@@ -153,14 +153,18 @@ interface Subscription {
   ended: boolean;
 }
 
-/** One client: its frames are handled in order; its events go out without ever waiting for it. */
+/**
+ * One client. Each frame is handled as it arrives, none waits for another: a chat whose message is still
+ * being stored (slow, or failing on a database outage) never holds up a `ping` or a `cancel`. Replies
+ * that belong together stay in order (`accepted`, then the job's events). Its events go out without
+ * ever waiting for the client.
+ */
 class Connection {
   private readonly subscriptions = new Map<string, Subscription>();
   private alive = true;
   private tokens: number;
   private refilledAt = performance.now();
   private pending = 0;
-  private queue: Promise<void> = Promise.resolve();
   private closeTimer: NodeJS.Timeout | undefined;
   private corked = false;
 
@@ -228,28 +232,31 @@ class Connection {
     }
     const { frame } = parsed;
     this.log.debug({ frame: frame.type, bytes: raw.byteLength }, 'websocket frame');
-    if (this.pending >= MAX_PENDING_FRAMES) return this.sendError('rate_limited', 'too many frames waiting; wait for replies');
-    // One frame at a time keeps replies in the order of the frames (a ping after a chat gets its pong
-    // after `accepted`); the token bucket and MAX_PENDING_FRAMES bound the queue.
+    if (frame.type === 'ping') return this.send({ type: 'pong' });
+    if (frame.type === 'status') return this.send({ type: 'status', ...this.shared.runtime.status() });
+    const clientMsgId = frame.type === 'chat' ? frame.clientMsgId : undefined;
+    if (this.pending >= MAX_PENDING_FRAMES) return this.sendError('rate_limited', 'too many frames waiting; wait for replies', clientMsgId);
+    // The token bucket and MAX_PENDING_FRAMES bound how many are in flight.
     this.pending++;
-    this.queue = this.queue
-      .then(() => this.handle(frame))
+    this.handle(frame)
       .catch((error: unknown) => {
-        this.log.error({ err: error, frame: frame.type }, 'websocket frame failed');
-        this.sendError('bad_request', `internal error: the ${frame.type} frame was not processed; try again`);
+        const info = toErrorInfo(error);
+        if (info.code === 'store_unavailable') {
+          // The runtime logged it where it failed; the client hears that it may send again.
+          this.sendError('store_unavailable', `the database is unavailable, so the ${frame.type} frame was not processed; send it again shortly`, clientMsgId);
+          return;
+        }
+        this.log.error({ err: error, frame: frame.type, reason: info.reason }, 'websocket frame failed');
+        this.sendError('bad_request', `internal error: the ${frame.type} frame was not processed; try again`, clientMsgId);
       })
       .finally(() => {
         this.pending--;
       });
   }
 
-  private async handle(frame: ClientFrame): Promise<void> {
+  private async handle(frame: Exclude<ClientFrame, { type: 'ping' | 'status' }>): Promise<void> {
     const { runtime } = this.shared;
     switch (frame.type) {
-      case 'ping':
-        return this.send({ type: 'pong' });
-      case 'status':
-        return this.send({ type: 'status', ...runtime.status() });
       case 'chat':
         return this.chat(frame);
       case 'cancel':
@@ -265,7 +272,7 @@ class Connection {
 
   private async chat(frame: ChatFrame): Promise<void> {
     if (this.subscriptions.size >= MAX_SUBSCRIPTIONS) {
-      return this.sendError('rate_limited', 'too many jobs followed at once; wait for some to finish');
+      return this.sendError('rate_limited', 'too many jobs followed at once; wait for some to finish', frame.clientMsgId);
     }
     let accepted;
     try {
@@ -273,16 +280,17 @@ class Connection {
         text: frame.text,
         source: 'ws',
         owner: this.owner,
-        conversationId: frame.conversationId,
-        mode: frame.mode,
+        ...(frame.conversationId === undefined ? {} : { conversationId: frame.conversationId }),
+        ...(frame.mode === undefined ? {} : { mode: frame.mode }),
+        ...(frame.clientMsgId === undefined ? {} : { clientMsgId: frame.clientMsgId }),
       });
     } catch (error) {
       if (!(error instanceof SubmitRejected)) throw error;
       this.log.info({ frame: 'chat', code: error.code }, 'chat rejected');
       const refusal = rejectionFrame(error, this.shared.modes);
-      return this.sendError(refusal.code, refusal.message);
+      return this.sendError(refusal.code, refusal.message, frame.clientMsgId);
     }
-    this.log.info({ jobId: accepted.jobId }, 'chat accepted');
+    this.log.info({ jobId: accepted.jobId, repeated: accepted.repeated }, 'chat accepted');
     this.send({
       type: 'accepted',
       jobId: accepted.jobId,
@@ -378,9 +386,10 @@ class Connection {
     }
   }
 
-  private sendError(code: WsErrorCode, message: string): void {
+  /** An error frame; for a chat it names the chat's `clientMsgId`, since replies to chats may come in any order. */
+  private sendError(code: WsErrorCode, message: string, clientMsgId?: string): void {
     this.log.debug({ code }, 'websocket error frame');
-    this.send({ type: 'error', code, message });
+    this.send({ type: 'error', code, message, ...(clientMsgId === undefined ? {} : { clientMsgId }) });
   }
 
   /** A token bucket: `maxFramesPerSecond` tokens per second, bursts up to the same number. */
@@ -401,38 +410,13 @@ function rejectionFrame(error: SubmitRejected, modes: readonly string[]): Pick<E
     case 'bad_request':
     case 'too_large':
       return { code: error.code, message: error.message };
+    case 'unknown_conversation':
+      return { code: 'unknown_conversation', message: 'no such conversation' };
     case 'unknown_mode':
       return { code: 'bad_request', message: `unknown mode; use "auto" or one of: ${modes.join(', ') || '(none)'}` };
     case 'shutting_down':
       return { code: 'bad_request', message: 'the server is shutting down; reconnect and send again shortly' };
   }
-}
-
-/**
- * Returns the owner for an upgrade request: the matching token, `anonymous` when no tokens are
- * configured, or null. Tokens are compared as SHA-256 digests with `timingSafeEqual`, against every
- * configured token, so neither the length nor the position of a match shows in the timing.
- */
-function createAuthenticator(tokens: readonly string[]): (req: IncomingMessage, url: URL) => string | null {
-  const digests = tokens.map((token) => ({ token, digest: sha256(token) }));
-  return (req, url) => {
-    if (digests.length === 0) return ANONYMOUS;
-    const presented = bearerToken(req.headers.authorization) ?? url.searchParams.get('token');
-    if (presented === null || presented.length === 0) return null;
-    const digest = sha256(presented);
-    let owner: string | null = null;
-    for (const candidate of digests) if (timingSafeEqual(digest, candidate.digest)) owner = candidate.token;
-    return owner;
-  };
-}
-
-function bearerToken(header: string | undefined): string | null {
-  const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-  return match?.[1] ?? null;
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
 }
 
 /** True when there is no Origin (not a browser) or it names this machine. */

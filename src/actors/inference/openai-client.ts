@@ -13,6 +13,7 @@ import {
   StreamDeadlineError,
   SwitchboardError,
 } from '../../errors.js';
+import { storableText } from '../../storable-text.js';
 import { SseParser } from './sse-parser.js';
 import type {
   BackendStatusReport,
@@ -463,6 +464,7 @@ function readEventStream(
       body.off('data', onData);
       if (error === undefined) {
         try {
+          assembler.flush(onContent);
           resolve(assembler.result());
         } catch (assembleError) {
           reject(assembleError);
@@ -534,6 +536,8 @@ interface ToolSlot {
 class StreamAssembler {
   events = 0;
   private content = '';
+  /** A high surrogate that ended a delta: its low half may start the next one. */
+  private pendingHigh = '';
   private finishReason: string | null = null;
   private readonly tools: Array<ToolSlot | undefined> = [];
   private readonly target: Endpoint;
@@ -570,10 +574,7 @@ class StreamAssembler {
 
     const content = delta.content;
     if (typeof content === 'string') {
-      if (content.length > 0) {
-        this.content += content;
-        onContent(content);
-      }
+      if (content.length > 0) this.addContent(content, onContent);
     } else if (content != null) {
       throw this.invalid('a chunk with non-text content');
     }
@@ -583,6 +584,32 @@ class StreamAssembler {
       if (!Array.isArray(toolCalls)) throw this.invalid('a chunk with malformed tool_calls');
       for (let position = 0; position < toolCalls.length; position += 1) this.addToolDelta(toolCalls[position], position);
     }
+  }
+
+  /**
+   * Passes content on as storable text (see `storable-text.ts`): a surrogate pair a server split across
+   * two deltas is joined again rather than becoming two U+FFFD, and what is still lone becomes U+FFFD.
+   */
+  private addContent(content: string, onContent: (text: string) => void): void {
+    let text = this.pendingHigh + content;
+    this.pendingHigh = '';
+    const last = text.charCodeAt(text.length - 1);
+    if (last >= 0xd800 && last <= 0xdbff) {
+      this.pendingHigh = text.slice(-1);
+      text = text.slice(0, -1);
+    }
+    if (text.length === 0) return;
+    text = storableText(text);
+    this.content += text;
+    onContent(text);
+  }
+
+  /** The end of the stream: a high surrogate still waiting for its pair is lone after all. */
+  flush(onContent: (text: string) => void): void {
+    if (this.pendingHigh === '') return;
+    this.pendingHigh = '';
+    this.content += '\uFFFD';
+    onContent('\uFFFD');
   }
 
   private addToolDelta(delta: unknown, position: number): void {

@@ -1,19 +1,11 @@
 /**
- * Conversation history, written through to the database and read through a small memory cache.
- * Jobs of one conversation run one at a time (the conversation actor serializes them), so the cache
- * only has to stay correct against its own reads racing its own writes.
+ * Conversation history and ownership, read through small memory caches. Writes go through the store's
+ * ordered writer; once one commits, the store tells this cache ({@link ConversationStoreInternals}).
+ * Jobs of one conversation run one at a time (the conversation actor serializes them), so the cache only
+ * has to stay correct against its own reads racing the writer's commits.
  */
-import type { Kysely, Transaction } from 'kysely';
-import { createGroupCommit } from './group-commit.js';
-import type { DatabaseSchema, JobSource, MessageRole } from './schema.js';
-
-/** A message to append. */
-export interface NewMessage {
-  role: MessageRole;
-  content: string;
-  /** The job that produced (assistant) or received (user) it. */
-  jobId?: string | null;
-}
+import type { Kysely } from 'kysely';
+import type { DatabaseSchema, MessageRole } from './schema.js';
 
 /** A stored message, oldest first in every list. */
 export interface StoredMessage {
@@ -23,30 +15,18 @@ export interface StoredMessage {
   createdAt: Date;
 }
 
-/** Conversations and their history. */
+/** Conversations and their history, as readers see them. */
 export interface ConversationStore {
-  /** Creates the conversation unless it exists (then nothing changes). */
-  ensureConversation(id: string, source: JobSource, externalUser?: string | null): Promise<void>;
-  /**
-   * Appends one message; resolves once it is committed. The conversation must exist. Messages appended
-   * together are written with one statement, in the order of the calls.
-   */
-  appendMessage(conversationId: string, message: NewMessage): Promise<void>;
-  /** The last `limit` messages, oldest first; served from memory when the conversation is cached. */
+  /** The last `limit` messages in the order they were stored, oldest first; from memory when cached. */
   recentMessages(conversationId: string, limit: number): Promise<StoredMessage[]>;
+  /** The owner id of a conversation, or null when it does not exist. Owners never change: cached. */
+  conversationOwner(conversationId: string): Promise<string | null>;
   /** Drops every cached conversation (after a cleanup deleted rows underneath the cache). */
   clearCache(): void;
 }
 
-/** Internals shared with the other parts of the store (not for the rest of the system). */
+/** The cache controls, for the store that owns the writes (not for the rest of the system). */
 export interface ConversationStoreInternals extends ConversationStore {
-  /** Inserts the conversation unless it exists, inside the caller's transaction. */
-  insertConversation(
-    trx: Transaction<DatabaseSchema> | Kysely<DatabaseSchema>,
-    id: string,
-    source: JobSource,
-    externalUser: string | null,
-  ): Promise<void>;
   /**
    * Adds a committed message to the cache. `created`: the message opened the conversation, so it is
    * the whole history and the cache can hold it without ever reading the table.
@@ -54,16 +34,20 @@ export interface ConversationStoreInternals extends ConversationStore {
   remember(conversationId: string, message: StoredMessage, created?: boolean): void;
   /** Caches a conversation that has just been created and is empty, before its first write commits. */
   knownEmpty(conversationId: string): void;
+  /** Caches the owner of a conversation whose creation has committed. */
+  knownOwner(conversationId: string, owner: string): void;
 }
 
 /** Tuning and clock of {@link createConversationStore}. */
 export interface ConversationStoreOptions {
-  /** Clock for timestamps and the cache TTL. */
+  /** Clock for the cache TTL. */
   now?: () => Date;
   /** A cached conversation not touched for this long is dropped (default 1 h). */
   cacheTtlMs?: number;
   /** Messages kept per cached conversation (default 80: 40 turns); longer reads go to the database. */
   cacheSize?: number;
+  /** Conversation owners kept in memory (default 10 000, least recently used dropped). */
+  ownerCacheSize?: number;
 }
 
 interface CacheEntry {
@@ -72,7 +56,7 @@ interface CacheEntry {
   lastUsed: number;
 }
 
-/** Builds the conversation store over `db`; the cache lives as long as the returned object. */
+/** Builds the conversation reads over `db`; the caches live as long as the returned object. */
 export function createConversationStore(
   db: Kysely<DatabaseSchema>,
   options: ConversationStoreOptions = {},
@@ -80,7 +64,9 @@ export function createConversationStore(
   const now = options.now ?? (() => new Date());
   const ttlMs = options.cacheTtlMs ?? 60 * 60 * 1000;
   const cacheSize = options.cacheSize ?? 80;
+  const ownerCacheSize = options.ownerCacheSize ?? 10_000;
   const cache = new Map<string, CacheEntry>();
+  const owners = new Map<string, string>();
   // Loads in progress, shared by concurrent readers. A write during a load marks it stale, so a list
   // read before the write committed is returned but never cached.
   const loads = new Map<string, { promise: Promise<StoredMessage[]>; stale: boolean }>();
@@ -106,51 +92,10 @@ export function createConversationStore(
     return entry;
   }
 
-  async function insertConversation(
-    executor: Transaction<DatabaseSchema> | Kysely<DatabaseSchema>,
-    id: string,
-    source: JobSource,
-    externalUser: string | null,
-  ): Promise<void> {
-    const at = now();
-    await executor
-      .insertInto('conversations')
-      .values({ id, source, external_user: externalUser, created_at: at, updated_at: at })
-      .onConflict((oc) => oc.column('id').doNothing())
-      .execute();
-  }
-
-  /** Appended messages, written in batches: one statement inserts them and touches their conversations. */
-  const appends = createGroupCommit<{ conversationId: string; message: StoredMessage }>(async (items) => {
-    const conversationIds = [...new Set(items.map((item) => item.conversationId))];
-    const touchedAt = items.at(-1)?.message.createdAt ?? now();
-    await db
-      .with('touched', (qb) => qb.updateTable('conversations').set({ updated_at: touchedAt }).where('id', 'in', conversationIds))
-      .insertInto('messages')
-      .values(
-        items.map(({ conversationId, message }) => ({
-          conversation_id: conversationId,
-          role: message.role,
-          content: message.content,
-          job_id: message.jobId,
-          created_at: message.createdAt,
-        })),
-      )
-      .execute();
-  });
-
-  function remember(conversationId: string, message: StoredMessage, created = false): void {
-    const loading = loads.get(conversationId);
-    if (loading !== undefined) loading.stale = true;
-    const at = now().getTime();
-    if (created && loading === undefined && !cache.has(conversationId)) {
-      cache.set(conversationId, { messages: [message], lastUsed: at });
-      return;
-    }
-    const entry = cached(conversationId, at);
-    if (entry === undefined) return;
-    entry.messages.push(message);
-    if (entry.messages.length > cacheSize) entry.messages.splice(0, entry.messages.length - cacheSize);
+  function keepOwner(conversationId: string, owner: string): void {
+    owners.delete(conversationId);
+    owners.set(conversationId, owner);
+    if (owners.size > ownerCacheSize) owners.delete(owners.keys().next().value as string);
   }
 
   async function load(conversationId: string, limit: number): Promise<StoredMessage[]> {
@@ -167,21 +112,32 @@ export function createConversationStore(
   }
 
   return {
-    insertConversation,
-    remember,
-
-    async ensureConversation(id, source, externalUser) {
-      await insertConversation(db, id, source, externalUser ?? null);
-    },
-
-    async appendMessage(conversationId, message) {
-      const stored: StoredMessage = { role: message.role, content: message.content, jobId: message.jobId ?? null, createdAt: now() };
-      await appends.add({ conversationId, message: stored });
-      remember(conversationId, stored);
+    remember(conversationId, message, created = false) {
+      const loading = loads.get(conversationId);
+      if (loading !== undefined) loading.stale = true;
+      const at = now().getTime();
+      if (created && loading === undefined && !cache.has(conversationId)) {
+        cache.set(conversationId, { messages: [message], lastUsed: at });
+        return;
+      }
+      const entry = cached(conversationId, at);
+      if (entry === undefined) return;
+      entry.messages.push(message);
+      if (entry.messages.length > cacheSize) entry.messages.splice(0, entry.messages.length - cacheSize);
     },
 
     knownEmpty(conversationId) {
       if (!cache.has(conversationId) && !loads.has(conversationId)) cache.set(conversationId, { messages: [], lastUsed: now().getTime() });
+    },
+
+    knownOwner: keepOwner,
+
+    async conversationOwner(conversationId) {
+      const known = owners.get(conversationId);
+      if (known !== undefined) return known;
+      const row = await db.selectFrom('conversations').select('owner').where('id', '=', conversationId).executeTakeFirst();
+      if (row !== undefined) keepOwner(conversationId, row.owner);
+      return row?.owner ?? null;
     },
 
     async recentMessages(conversationId, limit) {
@@ -209,6 +165,7 @@ export function createConversationStore(
 
     clearCache() {
       cache.clear();
+      owners.clear();
     },
   };
 }

@@ -5,10 +5,11 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Kysely, Migrator, PostgresDialect, sql, type MigrationResult } from 'kysely';
-import pg from 'pg';
 import { migrations } from '../../../migrations/index.js';
 import { PgliteWorkerDialect, startPgliteWorker } from './pglite-worker-client.js';
+import { createPostgresPool } from './postgres-pool.js';
 import type { DatabaseSchema } from './schema.js';
+import type { StoreUnavailableError } from './store-errors.js';
 
 /** Which engine a {@link Database} runs on. */
 export type DialectName = 'pglite' | 'postgres';
@@ -19,6 +20,10 @@ export interface DatabaseConfig {
   url?: string | null;
   /** PGlite's data directory, created when missing. `memory://` keeps everything in memory. */
   dataDir: string;
+  /** PostgreSQL: giving up on opening a connection (default 5 s). */
+  connectTimeoutMs?: number;
+  /** PostgreSQL: giving up on one statement (default 10 s); the connection is then discarded. */
+  statementTimeoutMs?: number;
 }
 
 /** An open database. Whoever opened it closes it. */
@@ -38,7 +43,12 @@ export interface CreateDatabaseOptions {
   onPoolError?: (error: Error) => void;
   /** Pool size for PostgreSQL (default 10). PGlite has a single connection regardless. */
   maxConnections?: number;
+  /** The embedded database's thread died: nothing can use the database in this process any more. */
+  onLost?: (error: StoreUnavailableError) => void;
 }
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
 
 /**
  * Opens PGlite in `config.dataDir` or, when `config.url` is set, a pg pool, and checks that the
@@ -48,9 +58,7 @@ export async function createDatabase(
   config: DatabaseConfig,
   options: CreateDatabaseOptions = {},
 ): Promise<Database> {
-  const db = config.url
-    ? createPostgres(config.url, options)
-    : await createPglite(config.dataDir);
+  const db = config.url ? createPostgres(config, config.url, options) : await createPglite(config.dataDir, options);
   try {
     // Fail at start with the driver's message (bad URL, unreadable dataDir), not at the first job.
     await sql`select 1`.execute(db);
@@ -66,20 +74,24 @@ export async function createDatabase(
   };
 }
 
-function createPostgres(url: string, options: CreateDatabaseOptions): Kysely<DatabaseSchema> {
-  const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10 });
-  pool.on('error', (error) => options.onPoolError?.(error));
+function createPostgres(config: DatabaseConfig, url: string, options: CreateDatabaseOptions): Kysely<DatabaseSchema> {
+  const pool = createPostgresPool(url, {
+    connectTimeoutMs: config.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    statementTimeoutMs: config.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
+    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
+    ...(options.onPoolError === undefined ? {} : { onIdleError: options.onPoolError }),
+  });
   return new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
 }
 
-async function createPglite(dataDir: string): Promise<Kysely<DatabaseSchema>> {
+async function createPglite(dataDir: string, options: CreateDatabaseOptions): Promise<Kysely<DatabaseSchema>> {
   let dir = dataDir;
   if (!dataDir.startsWith('memory://')) {
     dir = resolve(dataDir);
     await mkdir(dir, { recursive: true });
   }
   // On a thread of its own: a statement blocks its thread for up to milliseconds (see pglite-worker.mjs).
-  const worker = await startPgliteWorker(dir);
+  const worker = await startPgliteWorker(dir, options.onLost === undefined ? {} : { onLost: options.onLost });
   // The dialect closes the worker when kysely is destroyed.
   return new Kysely<DatabaseSchema>({ dialect: new PgliteWorkerDialect(worker) });
 }

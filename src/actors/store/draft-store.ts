@@ -1,22 +1,21 @@
 /**
  * Pending tool drafts (a calendar entry waiting for yes/no), one per conversation. Stored so a draft
- * survives a restart; expired drafts read as absent and are deleted by the cleanup.
+ * survives a restart; expired drafts read as absent and are deleted by the cleanup. Saving and clearing
+ * go through the store's ordered writer, in order with the job's events; this file reads them.
  */
 import type { Kysely } from 'kysely';
 import type { DatabaseSchema } from './schema.js';
 
-/** Drafts waiting for a yes/no. */
+/** Drafts waiting for a yes/no, as readers see them. */
 export interface DraftStore {
-  /** Stores (or replaces) the conversation's draft. The conversation must exist. */
-  saveDraft(conversationId: string, draft: Readonly<Record<string, unknown>>, expiresAt: Date): Promise<void>;
   /** The draft, or null when there is none or it has expired. Validate it (zod) before use. */
   loadDraft(conversationId: string): Promise<Record<string, unknown> | null>;
-  /** Removes the draft (answered, cancelled or replaced by a new request). */
-  clearDraft(conversationId: string): Promise<void>;
 }
 
-/** The draft store with its cache controls, for the store that owns it. */
+/** The draft cache with its controls, for the store that owns the writes (they go through its writer). */
 export interface DraftStoreInternals extends DraftStore {
+  /** A draft change has committed: `null` when the draft was cleared. */
+  remember(conversationId: string, draft: { draft: Record<string, unknown>; expiresAt: Date } | null): void;
   /** The conversation was just created: it has no draft (no read needed). */
   knownEmpty(conversationId: string): void;
   clearCache(): void;
@@ -49,15 +48,7 @@ export function createDraftStore(db: Kysely<DatabaseSchema>, options: DraftStore
     value !== null && value.expiresAt.getTime() > now().getTime() ? value.draft : null;
 
   return {
-    async saveDraft(conversationId, draft, expiresAt) {
-      const json = JSON.stringify(draft);
-      await db
-        .insertInto('drafts')
-        .values({ conversation_id: conversationId, draft: json, expires_at: expiresAt })
-        .onConflict((oc) => oc.column('conversation_id').doUpdateSet({ draft: json, expires_at: expiresAt }))
-        .execute();
-      keep(conversationId, { draft: JSON.parse(json) as Record<string, unknown>, expiresAt });
-    },
+    remember: keep,
 
     async loadDraft(conversationId) {
       const cached = cache.get(conversationId);
@@ -70,11 +61,6 @@ export function createDraftStore(db: Kysely<DatabaseSchema>, options: DraftStore
       const value = row ? { draft: row.draft, expiresAt: row.expires_at } : null;
       keep(conversationId, value);
       return fresh(value);
-    },
-
-    async clearDraft(conversationId) {
-      await db.deleteFrom('drafts').where('conversation_id', '=', conversationId).execute();
-      keep(conversationId, null);
     },
 
     knownEmpty(conversationId) {

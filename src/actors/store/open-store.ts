@@ -1,17 +1,20 @@
 /**
  * The store's start and stop, in the order they must happen: open → migrate → end jobs a crash left
- * running → clean up → (daily clean-ups) … flush the journal → close the database.
+ * running → clean up → (daily clean-ups) … write what is queued → close the database.
  */
 import { createDatabase, runMigrations, type Database, type DatabaseConfig } from './create-database.js';
 import type { CleanupResult } from './cleanup-old-rows.js';
+import type { StoreUnavailableError } from './store-errors.js';
 import { createStore, type Store, type StoreOptions } from './store.js';
 
 /** Options of {@link openStore}. */
 export interface OpenStoreOptions extends StoreOptions {
   /** Time between clean-ups after the one at start (default 24 h; 0 disables them). */
   cleanupEveryMs?: number;
-  /** Failures of background work: scheduled clean-ups, journal writes, idle pool connections. */
+  /** Failures of background work: scheduled clean-ups, idle pool connections. */
   onError?: (error: unknown) => void;
+  /** The embedded database's thread died: the database is gone for this process. */
+  onLost?: (error: StoreUnavailableError) => void;
 }
 
 /** A started store and what happened at its start. */
@@ -22,7 +25,7 @@ export interface OpenedStore {
   readonly interruptedJobIds: readonly string[];
   /** What the start-up clean-up deleted. */
   readonly cleanup: CleanupResult;
-  /** Stops the clean-ups, flushes the journal, closes the database. */
+  /** Stops the clean-ups, writes what is queued, closes the database. */
   close(): Promise<void>;
 }
 
@@ -32,10 +35,10 @@ export async function openStore(
   options: OpenStoreOptions = {},
 ): Promise<OpenedStore> {
   const onError = options.onError ?? (() => undefined);
-  const database = await createDatabase(config, { onPoolError: onError });
+  const database = await createDatabase(config, { onPoolError: onError, ...(options.onLost === undefined ? {} : { onLost: options.onLost }) });
   try {
     await runMigrations(database.db);
-    const store = createStore(database.db, { ...options, journal: { onError, ...options.journal } });
+    const store = createStore(database.db, options);
     const interruptedJobIds = await store.journal.interruptUnfinished();
     const cleanup = await store.cleanup();
 

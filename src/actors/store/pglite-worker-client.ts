@@ -3,6 +3,7 @@
  * and for the message protocol.
  */
 import { Worker } from 'node:worker_threads';
+import { StoreRejectedError, StoreUnavailableError, toStoreError } from './store-errors.js';
 import {
   CompiledQuery,
   PostgresAdapter,
@@ -32,24 +33,29 @@ export interface PgliteWorkerClient {
 
 type Reply = { id: number; rows: unknown[]; affectedRows?: number } | { id: number; error: Record<string, unknown> };
 
-/** Rebuilds a database error with its fields (`code` is the SQLSTATE the store's retry rules read). */
-function toError(fields: Record<string, unknown>): Error {
-  const error = new Error(typeof fields['message'] === 'string' ? fields['message'] : 'embedded database error');
-  Object.assign(error, fields);
-  return error;
+/** Options of {@link startPgliteWorker}. */
+export interface PgliteWorkerOptions {
+  /**
+   * The thread ended or failed while open (not through `close`): every statement from now on fails with
+   * `store_unavailable`, and nothing can bring the database back in this process.
+   */
+  onLost?: (error: StoreUnavailableError) => void;
 }
 
 /** Starts PGlite in `dataDir` on a worker thread; resolves once it is open, rejects with its error. */
-export async function startPgliteWorker(dataDir: string): Promise<PgliteWorkerClient> {
+export async function startPgliteWorker(dataDir: string, options: PgliteWorkerOptions = {}): Promise<PgliteWorkerClient> {
   const worker = new Worker(new URL('./pglite-worker.mjs', import.meta.url), { workerData: { dataDir } });
   const waiting = new Map<number, { resolve: (result: WorkerQueryResult) => void; reject: (error: Error) => void }>();
   let nextId = 1;
-  let stopped: Error | undefined;
+  let stopped: StoreUnavailableError | undefined;
+  let closing: Promise<void> | undefined;
 
-  const stop = (error: Error): void => {
+  const stop = (error: StoreUnavailableError): void => {
+    const first = stopped === undefined;
     stopped ??= error;
     for (const { reject } of waiting.values()) reject(stopped);
     waiting.clear();
+    if (first && closing === undefined) options.onLost?.(stopped);
   };
 
   await new Promise<void>((resolve, reject) => {
@@ -60,7 +66,7 @@ export async function startPgliteWorker(dataDir: string): Promise<PgliteWorkerCl
       worker.off('error', reject);
       worker.off('exit', onExit);
       if (message.type === 'ready') resolve();
-      else reject(toError(message.error));
+      else reject(new Error(typeof message.error['message'] === 'string' ? message.error['message'] : 'the embedded database did not open'));
     });
   });
 
@@ -68,11 +74,14 @@ export async function startPgliteWorker(dataDir: string): Promise<PgliteWorkerCl
     const entry = waiting.get(reply.id);
     if (entry === undefined) return;
     waiting.delete(reply.id);
-    if ('error' in reply) entry.reject(toError(reply.error));
+    if ('error' in reply) {
+      const refused = reply.error['refusedByClient'] === true;
+      entry.reject(refused ? new StoreRejectedError('the embedded database could not take the statement', undefined) : toStoreError(reply.error));
+    }
     else entry.resolve({ rows: reply.rows, ...(reply.affectedRows === undefined ? {} : { affectedRows: reply.affectedRows }) });
   });
-  worker.on('error', (error) => stop(new Error(`the embedded database thread failed: ${error.message}`, { cause: error })));
-  worker.on('exit', (code) => stop(new Error(`the embedded database thread exited (code ${code})`)));
+  worker.on('error', (error) => stop(new StoreUnavailableError(`the embedded database thread failed (${error.name})`)));
+  worker.on('exit', (code) => stop(new StoreUnavailableError(`the embedded database thread exited (code ${code})`)));
 
   const send = (message: { sql: string; params: readonly unknown[] } | { close: true }): Promise<WorkerQueryResult> => {
     if (stopped) return Promise.reject(stopped);
@@ -83,7 +92,6 @@ export async function startPgliteWorker(dataDir: string): Promise<PgliteWorkerCl
     });
   };
 
-  let closing: Promise<void> | undefined;
   return {
     query: (sql, params) => send({ sql, params }),
     close: () =>

@@ -9,9 +9,10 @@
  * (tsx, vitest), so this file must load in bare Node.
  *
  * Protocol (one message port, in order): the worker answers `{ type: 'ready' }` or
- * `{ type: 'failed', error }` once; then for each `{ id, sql, params }` it answers
- * `{ id, rows, affectedRows }` or `{ id, error }`, one statement at a time in arrival order; `{ id,
- * close: true }` closes PGlite and is answered `{ id, rows: [] }` before the thread ends.
+ * `{ type: 'failed', error }` once; then for each `{ id, sql, params }` it answers `{ id, rows,
+ * affectedRows }` or `{ id, error }` (an error is plain identifiers, see `plainError`), one statement at
+ * a time in arrival order; `{ id, close: true }` closes PGlite and is answered `{ id, rows: [] }` before
+ * the thread ends.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite } from '@electric-sql/pglite';
@@ -19,11 +20,20 @@ import { PGlite } from '@electric-sql/pglite';
 const port = parentPort;
 if (port === null) throw new Error('pglite-worker.mjs must run in a worker thread');
 
-/** An error as plain data: PostgreSQL's fields (code, detail, …) survive the trip, which a cloned Error's would not. */
+/**
+ * An error as plain data, for the trip to the main thread: only the identifiers the store's errors are
+ * built from. PGlite's errors also carry the whole `query` and its `params` (message text, tokens), and
+ * PostgreSQL's `detail`, `where` and even `message` may quote values: none of it leaves this thread.
+ */
 function plainError(error) {
-  if (!(error instanceof Error)) return { message: String(error) };
-  const fields = { ...error };
-  return { ...fields, name: error.name, message: error.message };
+  const fields = typeof error === 'object' && error !== null ? error : {};
+  const plain = {};
+  for (const key of ['code', 'severity', 'table', 'column', 'constraint', 'dataType', 'routine']) {
+    if (typeof fields[key] === 'string') plain[key] = fields[key];
+  }
+  // No SQLSTATE: PGlite itself refused the statement (a parameter it cannot serialize, say), not the database.
+  if (plain.code === undefined) plain.refusedByClient = true;
+  return plain;
 }
 
 let db;
@@ -31,7 +41,8 @@ try {
   db = await PGlite.create(workerData.dataDir);
   port.postMessage({ type: 'ready' });
 } catch (error) {
-  port.postMessage({ type: 'failed', error: plainError(error) });
+  // Opening runs no statement of ours, so its message (a bad data directory, say) holds no user data.
+  port.postMessage({ type: 'failed', error: { ...plainError(error), message: error instanceof Error ? error.message : String(error) } });
   process.exit(1);
 }
 

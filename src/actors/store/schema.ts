@@ -34,6 +34,8 @@ type BigSerial = ColumnType<string | number, never, never>;
 /** One per conversation (a WebSocket conversation id, a Synology user, …). */
 export interface ConversationsTable {
   id: string;
+  /** The owner id (see `src/transport/owner-id.ts`): only its owner may read or continue it. */
+  owner: ColumnType<string, string | undefined, string>;
   source: JobSource;
   external_user: string | null;
   created_at: GeneratedTimestamp;
@@ -56,7 +58,10 @@ export interface JobsTable {
   conversation_id: string;
   source: JobSource;
   mode: string;
+  /** The owner id, as for conversations; never a raw token. */
   owner: ColumnType<string, string | undefined, string>;
+  /** The `clientMsgId` of the chat that made it: a repeated one finds this job. */
+  client_msg_id: ColumnType<string | null, string | null | undefined, string | null>;
   status: JobStatus;
   branch: string | null;
   models_used: ColumnType<string[], string | undefined, string>;
