@@ -6,10 +6,10 @@ import type { BackendReply, BackendTerminalReply, RequestKind } from '../src/mac
 import { provideBackendMachine } from '../src/runtime/provide-backend-machine.js';
 
 /** Median and percentiles of a sample, in its own unit. */
-export function stats(values: number[]): { median: number; p10: number; p90: number } {
+export function stats(values: number[]): { median: number; p10: number; p90: number; p99: number } {
   const sorted = values.toSorted((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-  return { median: at(0.5), p10: at(0.1), p90: at(0.9) };
+  return { median: at(0.5), p10: at(0.1), p90: at(0.9), p99: at(0.99) };
 }
 
 export function benchClient(baseUrl: string) {

@@ -19,7 +19,7 @@ import { createRuntime } from '../src/runtime/create-runtime.js';
 import { createToolRunner } from '../src/runtime/create-tool-runner.js';
 import { startGateway } from '../src/transport/start-gateway.js';
 import { stats } from './harness.js';
-import { startRelayFloor } from './relay-floor.js';
+import { startRelayFloor, type DurableWrites } from './relay-floor.js';
 
 const log = createLogger({ level: 'silent' });
 
@@ -169,9 +169,18 @@ async function firstResultTimes(client: BenchClient, clock: FakeRequestClock, co
   return { firstResult, fakePerJob, overheads };
 }
 
+/** Median and 99th percentile of a sample, in ms. */
+export interface Spread {
+  median: number;
+  p99: number;
+}
+
 /** Jobs per second at each concurrency, and the latency of one chat to its first result with its parts. */
 export interface JobsBenchResult {
-  levels: Array<{ concurrency: number; endToEnd: number; bare: number }>;
+  /** Per concurrency: jobs/s both ways, and how long each event waited from publish to commit (write-ahead). */
+  levels: Array<{ concurrency: number; endToEnd: number; bare: number; writeAheadMs: Spread }>;
+  /** The write-ahead wait per event during the one-at-a-time latency runs. */
+  writeAheadSequentialMs: Spread;
   /** Median time from sending a `chat` frame to its first `result` event, one chat at a time. */
   firstResultMedianMs: number;
   /** Median of the fake backend's own time within those same chats (request sent → response received). */
@@ -182,7 +191,7 @@ export interface JobsBenchResult {
   fakeMedianMs: number;
   /** The same overhead, measured the same way, through the bare relay of `relay-floor.ts`: the floor. */
   relayFloorOverheadMedianMs: number;
-  /** The same through the bare relay writing the message to the store before `accepted`, as we must. */
+  /** The same through the bare relay writing the message before `accepted` and each event before sending it, as we must. */
   durableRelayFloorOverheadMedianMs: number;
 }
 
@@ -195,7 +204,14 @@ export interface JobsBenchResult {
 export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 1000], databaseUrl: string | null = null): Promise<JobsBenchResult> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sb-bench-jobs-'));
   const config = benchConfig(baseUrl, dataDir, databaseUrl);
-  const runtime = createRuntime(config, { log });
+  // Write-ahead: how long each event waits from publish to commit, the latency it adds before delivery.
+  let commitWaits: number[] = [];
+  const takeCommitWaits = (): Spread => {
+    const { median, p99 } = stats(commitWaits);
+    commitWaits = [];
+    return { median, p99 };
+  };
+  const runtime = createRuntime(config, { log, onEventCommitted: (ms) => commitWaits.push(ms) });
   await runtime.start();
   const gateway = await startGateway({ runtime, log, host: '127.0.0.1', port: 0, ws: { maxFramesPerSecond: 1_000_000 } });
   const wsUrl = `${gateway.url.replace(/^http/, 'ws')}/ws`;
@@ -252,11 +268,13 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
   // time for its classifier call, the one backend request before the first result.
   await new Promise((resolve) => setTimeout(resolve, 500));
   const clock = new FakeRequestClock(baseUrl);
+  takeCommitWaits();
   const { firstResult, fakePerJob, overheads } = await firstResultTimes(clients[0]!, clock, 300);
+  const writeAheadSequentialMs = takeCommitWaits();
   // The floors, measured the same way right after: the libraries and this machine without our system,
   // then the same with the user's message made durable (on the same kind of store) before `accepted`.
-  const relayFloor = async (accept?: (text: string) => Promise<void>): Promise<number> => {
-    const relay = await startRelayFloor(baseUrl, prompts.systemPrompt('classifier'), accept);
+  const relayFloor = async (durable?: DurableWrites): Promise<number> => {
+    const relay = await startRelayFloor(baseUrl, prompts.systemPrompt('classifier'), durable);
     const relayClient = await BenchClient.connect(relay.url);
     for (let i = 0; i < 50; i++) await relayClient.chat('hello');
     clock.take(0, Infinity);
@@ -266,16 +284,18 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
     return stats(relayOverheads).median;
   };
   const relayFloorOverheadMedianMs = await relayFloor();
-  const durableRelayFloorOverheadMedianMs = await relayFloor((text) =>
-    opened.store.acceptJob({ jobId: randomUUID(), conversationId: randomUUID(), source: 'ws', mode: 'auto', owner: 'anonymous', text, newConversation: true }),
-  );
+  const durableRelayFloorOverheadMedianMs = await relayFloor({
+    accept: (jobId, text) => opened.store.acceptJob({ jobId, conversationId: randomUUID(), source: 'ws', mode: 'auto', owner: 'anonymous', text, newConversation: true }),
+    event: (jobId, seq, event, data) => opened.store.journal.append(jobId, { seq, event, data, at: new Date().toISOString() }),
+  });
   clock.stop();
   const results: JobsBenchResult['levels'] = [];
   for (const concurrency of levels) {
     const total = concurrency === 1 ? 300 : 2_000;
     const bare = await drive(total, concurrency, bareJob);
+    takeCommitWaits();
     const endToEnd = await drive(total, concurrency, endToEndJob);
-    results.push({ concurrency, endToEnd, bare });
+    results.push({ concurrency, endToEnd, bare, writeAheadMs: takeCommitWaits() });
   }
 
   const fakeTimes: number[] = [];
@@ -297,6 +317,7 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
   rmSync(bareDir, { recursive: true, force: true });
   return {
     levels: results,
+    writeAheadSequentialMs,
     firstResultMedianMs: stats(firstResult).median,
     fakePerJobMedianMs: stats(fakePerJob).median,
     overheadMedianMs: stats(overheads).median,

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { OpenedStore } from '../actors/store/open-store.js';
 import { openStore } from '../actors/store/open-store.js';
 import { isStoreUnavailable, type StoreUnavailableError } from '../actors/store/store-errors.js';
+import { toErrorInfo } from '../errors.js';
 import type { Config } from '../config/config-schema.js';
 import type { JobEvent } from '../jobs/job-event.js';
 import { jobMachine, type JobSinkEvent } from '../machines/job-machine.js';
@@ -82,6 +83,19 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       backends: backends.status(),
       jobs: context ? jobCounts(context) : { active: 0, pending: 0 },
     };
+  };
+
+  /**
+   * Logs a store failure once, here where it is caught (with the job id when there is one and the
+   * reason), and passes the coded error on: transports turn it into their own answer without logging it.
+   */
+  const logStoreFailure = async <T>(work: Promise<T>, what: string, jobId?: string): Promise<T> => {
+    try {
+      return await work;
+    } catch (error) {
+      log.error({ ...(jobId === undefined ? {} : { jobId }), reason: toErrorInfo(error).reason, err: error }, what);
+      throw error;
+    }
   };
 
   const requireStarted = () => {
@@ -198,7 +212,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     if (inFlight !== undefined) return { ...(await inFlight), repeated: true };
     const accepted = (async (): Promise<Accepted> => {
       const since = new Date(now().getTime() - CLIENT_MSG_ID_WINDOW_MS);
-      const earlier = await store.findJobByClientMsgId(input.owner, clientMsgId, since);
+      const earlier = await logStoreFailure(store.findJobByClientMsgId(input.owner, clientMsgId, since), 'could not look up a repeated chat');
       if (earlier !== null) return { ...earlier, repeated: true };
       return accept(input, mode, clientMsgId);
     })();
@@ -215,7 +229,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     const { store, hub: events, supervisor: jobs } = requireStarted();
     if (input.conversationId !== undefined) {
       // Another owner's conversation, or one that does not exist, is not there for this caller.
-      const owner = await store.conversationOwner(input.conversationId);
+      const owner = await logStoreFailure(store.conversationOwner(input.conversationId), 'could not look up a conversation');
       if (owner !== input.owner) throw new SubmitRejected('unknown_conversation', 'no such conversation');
     }
     const text = storableText(input.text);
@@ -253,7 +267,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       // (or never starts).
       starting.delete(jobId);
       jobs.send({ type: 'cancel', jobId });
-      log.error({ jobId, reason: isStoreUnavailable(error) ? 'store_unavailable' : 'internal', err: error }, 'could not accept a chat');
+      log.error({ jobId, reason: toErrorInfo(error).reason, err: error }, 'could not accept a chat');
       throw error;
     }
     return { jobId, conversationId, repeated: false };
@@ -267,7 +281,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
 
   const cancel = async (jobId: string, owner: string): Promise<boolean> => {
     requireStarted();
-    if ((await ownerOf(jobId)) !== owner) return false;
+    if ((await logStoreFailure(ownerOf(jobId), 'could not look up a job', jobId)) !== owner) return false;
     cancelJob(jobId);
     return true;
   };
@@ -279,8 +293,8 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     listener: (event: JobEvent) => void,
   ): Promise<Unsubscribe | null> => {
     const { hub: events } = requireStarted();
-    if ((await ownerOf(jobId)) !== owner) return null;
-    return events.subscribe(jobId, afterSeq, listener);
+    if ((await logStoreFailure(ownerOf(jobId), 'could not look up a job', jobId)) !== owner) return null;
+    return logStoreFailure(events.subscribe(jobId, afterSeq, listener), 'could not replay a job', jobId);
   };
 
   const health = async (): Promise<HealthBody> => {

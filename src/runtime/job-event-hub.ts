@@ -4,7 +4,7 @@ import { EarlierWriteFailedError } from '../actors/store/ordered-writer.js';
 import { isStoreUnavailable } from '../actors/store/store-errors.js';
 import { isTerminal, type JobEvent, type JobEventPayload } from '../jobs/job-event.js';
 import type { JobOutcome } from '../machines/job-machine.js';
-import { storableData } from '../storable-text.js';
+import { storableData, storableText } from '../storable-text.js';
 
 type Listener = (event: JobEvent) => void;
 
@@ -91,7 +91,7 @@ export class JobEventHub {
     const event: JobEvent = { jobId, seq: job.seq, event: payload.event, data: storableData(payload.data), at: new Date().toISOString() };
     const terminal = isTerminal(payload.event);
     if (terminal) job.ended = true;
-    const answer = outcome?.status === 'done' && outcome.answer !== null ? { conversationId: job.conversationId, content: outcome.answer } : undefined;
+    const answer = outcome?.status === 'done' && outcome.answer !== null ? { conversationId: job.conversationId, content: storableText(outcome.answer) } : undefined;
     const end = terminal && outcome !== undefined ? { outcome, answer } : undefined;
     const publishedAt = performance.now();
     this.journal.append(jobId, { seq: event.seq, event: event.event, data: event.data, at: event.at }, end).then(

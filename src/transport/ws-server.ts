@@ -240,13 +240,13 @@ class Connection {
     this.pending++;
     this.handle(frame)
       .catch((error: unknown) => {
+        // Store failures were logged by the runtime where they happened; anything else is logged here.
         const info = toErrorInfo(error);
         if (info.code === 'store_unavailable') {
-          // The runtime logged it where it failed; the client hears that it may send again.
           this.sendError('store_unavailable', `the database is unavailable, so the ${frame.type} frame was not processed; send it again shortly`, clientMsgId);
           return;
         }
-        this.log.error({ err: error, frame: frame.type, reason: info.reason }, 'websocket frame failed');
+        if (info.code !== 'store_rejected') this.log.error({ err: error, frame: frame.type, reason: info.reason }, 'websocket frame failed');
         this.sendError('bad_request', `internal error: the ${frame.type} frame was not processed; try again`, clientMsgId);
       })
       .finally(() => {
