@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { JobJournal } from '../actors/store/job-journal.js';
 import { EarlierWriteFailedError } from '../actors/store/ordered-writer.js';
 import { isStoreUnavailable } from '../actors/store/store-errors.js';
+import { toErrorInfo } from '../errors.js';
 import { isTerminal, type JobEvent, type JobEventPayload } from '../jobs/job-event.js';
 import type { JobOutcome } from '../machines/job-machine.js';
 import { storableData, storableText } from '../storable-text.js';
@@ -48,6 +49,11 @@ export interface JobEventHubHooks {
  */
 export class JobEventHub {
   private readonly live = new Map<string, LiveJob>();
+  /**
+   * Jobs ended by a store failure whose ending event is not written yet: a subscriber gets their events
+   * from here, ending included, until the journal has it.
+   */
+  private readonly repairing = new Map<string, LiveJob>();
   private readonly idle: Array<() => void> = [];
 
   constructor(
@@ -69,9 +75,9 @@ export class JobEventHub {
     );
   }
 
-  /** The owner of a job that has not ended yet, or undefined. */
+  /** The owner of a job that has not ended yet (or whose ending is not journaled yet), or undefined. */
   ownerOf(jobId: string): string | undefined {
-    return this.live.get(jobId)?.owner;
+    return (this.live.get(jobId) ?? this.repairing.get(jobId))?.owner;
   }
 
   get liveCount(): number {
@@ -108,7 +114,7 @@ export class JobEventHub {
    * memory; an ended one (or one of an earlier run) from the journal.
    */
   async subscribe(jobId: string, afterSeq: number, listener: Listener): Promise<() => void> {
-    const job = this.live.get(jobId);
+    const job = this.live.get(jobId) ?? this.repairing.get(jobId);
     if (job) {
       // Live: everything it has committed is in memory. Replay and attach in one synchronous step.
       let last = afterSeq;
@@ -148,11 +154,15 @@ export class JobEventHub {
     job.ended = true;
     const ending: JobEvent = { jobId, seq: event.seq, event: 'error', data: { message: this.hooks.errorMessage(reason), reason }, at: new Date().toISOString() };
     const outcome: JobOutcome = { status: 'error', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason, answer: null };
-    this.journal
-      .fail(jobId, { seq: ending.seq, event: ending.event, data: ending.data, at: ending.at }, outcome)
-      .catch((repairError: unknown) => this.log.error({ jobId, reason: 'store_unavailable', err: repairError }, 'could not record the end of a job'));
     this.hooks.onAbandoned(jobId);
     this.deliver(job, ending);
+    this.repairing.set(jobId, job);
+    this.journal
+      .fail(jobId, { seq: ending.seq, event: ending.event, data: ending.data, at: ending.at }, outcome)
+      .catch((repairError: unknown) => this.log.error({ jobId, reason: toErrorInfo(repairError).reason, err: repairError }, 'could not record the end of a job'))
+      .finally(() => {
+        if (this.repairing.get(jobId) === job) this.repairing.delete(jobId);
+      });
     this.end(jobId, outcome);
   }
 

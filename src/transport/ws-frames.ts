@@ -13,7 +13,12 @@ export const MAX_ID_CHARS = 128;
 /** Mode names are `[a-z0-9_-]{1,32}` in the config; a little slack so the runtime can say "unknown mode". */
 const MAX_MODE_CHARS = 64;
 
-const id = z.string().min(1).max(MAX_ID_CHARS);
+/** PostgreSQL text cannot hold U+0000: an id with one could never be stored or found. */
+const id = z
+  .string()
+  .min(1)
+  .max(MAX_ID_CHARS)
+  .refine((value) => !value.includes('\u0000'), 'must not contain U+0000');
 
 /*
  * Objects are strict: a misspelt key (`afterseq`, `conversationID`) would otherwise be dropped silently
@@ -109,7 +114,13 @@ export interface FrameLimits {
 
 export type ParsedClientFrame =
   | { ok: true; frame: ClientFrame }
-  | { ok: false; code: Extract<WsErrorCode, 'bad_request' | 'too_large'>; message: string };
+  | {
+      ok: false;
+      code: Extract<WsErrorCode, 'bad_request' | 'too_large'>;
+      message: string;
+      /** The refused chat's `clientMsgId`, when one could be read: the reply names it. */
+      clientMsgId?: string;
+    };
 
 /** Error messages quote client input (keys, type names) at most this long, so a reply never echoes a flood. */
 const MAX_MESSAGE_CHARS = 200;
@@ -131,16 +142,26 @@ export function parseClientFrame(raw: Buffer | string, limits: FrameLimits): Par
     return { ok: false, code: 'bad_request', message: 'frame is not JSON' };
   }
   const parsed = clientFrameSchema.safeParse(json);
-  if (!parsed.success) return { ok: false, code: 'bad_request', message: describeProblem(json, parsed.error) };
+  if (!parsed.success) {
+    const clientMsgId = readableClientMsgId(json);
+    return { ok: false, code: 'bad_request', message: describeProblem(json, parsed.error), ...(clientMsgId === undefined ? {} : { clientMsgId }) };
+  }
   const frame = parsed.data;
   if (frame.type === 'chat' && frame.text.length > limits.messageChars) {
     return {
       ok: false,
       code: 'too_large',
       message: `text is ${frame.text.length} characters; the limit is ${limits.messageChars}`,
+      ...(frame.clientMsgId === undefined ? {} : { clientMsgId: frame.clientMsgId }),
     };
   }
   return { ok: true, frame };
+}
+
+/** The `clientMsgId` of a refused frame, when it is itself a valid id. */
+function readableClientMsgId(json: unknown): string | undefined {
+  const value = typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as Record<string, unknown>)['clientMsgId'] : undefined;
+  return id.safeParse(value).success ? (value as string) : undefined;
 }
 
 /** One readable line for the first problem: which field, and what was expected. */

@@ -228,7 +228,7 @@ class Connection {
     const parsed = parseClientFrame(raw, this.shared.limits);
     if (!parsed.ok) {
       this.log.debug({ bytes: raw.byteLength, code: parsed.code }, 'websocket frame refused');
-      return this.sendError(parsed.code, parsed.message);
+      return this.sendError(parsed.code, parsed.message, parsed.clientMsgId);
     }
     const { frame } = parsed;
     this.log.debug({ frame: frame.type, bytes: raw.byteLength }, 'websocket frame');
