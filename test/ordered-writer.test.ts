@@ -167,6 +167,25 @@ describe('createOrderedWriter', () => {
     expect(store.writer.pendingCount).toBe(0);
   });
 
+  it('while the store is down, waiting durable items do not hold up ordinary ones: one probes per retry', async () => {
+    vi.useFakeTimers();
+    const store = fakeStore();
+    store.setDown(true);
+    const repairs = ['a', 'b', 'c', 'd', 'e'].map((key) => store.writer.addDurable(`${key}:repair`));
+    const ordinary = outcomes([store.writer.add('f:1')]);
+    await vi.advanceTimersByTimeAsync(0);
+    // One repair tried and parked with the rest; the ordinary write had its own try at once.
+    expect(store.batches).toEqual([['a:repair'], ['f:1']]);
+    expect(await ordinary).toEqual(['the store is down']);
+    const later = store.writer.addDurable('g:repair');
+    await vi.advanceTimersByTimeAsync(100);
+    expect(store.batches.slice(2)).toEqual([['a:repair']]); // the probe; g waited with the rest
+    store.setDown(false);
+    await vi.advanceTimersByTimeAsync(200);
+    await Promise.all([...repairs, later]);
+    expect(store.batches.slice(3).flat().sort()).toEqual(['a:repair', 'b:repair', 'c:repair', 'd:repair', 'e:repair', 'g:repair']);
+  });
+
   it('on close, writes what is queued, gives durable items one last try, then refuses new items', async () => {
     const store = fakeStore();
     const queued = outcomes([store.writer.add('a:1'), store.writer.add('b:1')]);

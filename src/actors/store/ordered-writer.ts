@@ -78,14 +78,27 @@ export function createOrderedWriter<T>(options: OrderedWriterOptions<T>): Ordere
     }
   };
 
-  /** The entries could not be written because the store is unavailable. */
+  /**
+   * The entries could not be written because the store is unavailable. Durable ones wait, and so do the
+   * durable ones still queued: they would only fail the same way, each costing the ordinary writes behind
+   * it a timeout. One of them probes the store at each retry tick; the first write that succeeds sends
+   * them all (see `release`). While closing there is no later: they fail.
+   */
   const unavailable = (entries: ReadonlyArray<Entry<T>>, error: unknown): void => {
     for (const entry of entries) {
-      if (entry.durable && !closing) parked.push(entry);
+      if (entry.durable) parked.push(entry);
       else refuse(entry, error);
     }
+    if (queue.some((entry) => entry.durable)) {
+      parked.push(...queue.filter((entry) => entry.durable));
+      queue = queue.filter((entry) => !entry.durable);
+    }
+    if (closing) {
+      for (const entry of parked.splice(0)) entry.reject(error);
+      return;
+    }
     if (parked.length > 0 && retryTimer === undefined) {
-      retryTimer = setTimeout(unpark, retryMs);
+      retryTimer = setTimeout(probe, retryMs);
       retryMs = Math.min(retryMaxMs, retryMs * 2);
     }
   };
@@ -95,14 +108,22 @@ export function createOrderedWriter<T>(options: OrderedWriterOptions<T>): Ordere
     entry.reject(error);
   };
 
-  /** Durable items go back to the front of the queue: they are older than anything queued. */
-  const unpark = (): void => {
+  /** One waiting durable item tries the store again, ahead of anything queued. */
+  const probe = (): void => {
+    retryTimer = undefined;
+    const first = parked.shift();
+    if (first === undefined) return;
+    queue.unshift(first);
+    void pump();
+  };
+
+  /** The store answers: every waiting durable item goes, ahead of anything queued (they are older). */
+  const release = (): void => {
     clearTimeout(retryTimer);
     retryTimer = undefined;
     if (parked.length === 0) return;
     queue = parked.concat(queue);
     parked = [];
-    void pump();
   };
 
   /** Writes `entries` key by key (after the store refused them together); stops at an outage. */
@@ -152,14 +173,8 @@ export function createOrderedWriter<T>(options: OrderedWriterOptions<T>): Ordere
       try {
         await options.write(batch.map((entry) => entry.item));
         settle(batch);
-        // The store answers again: whatever waits for a retry goes now.
         retryMs = retryMinMs;
-        if (parked.length > 0) {
-          queue = parked.concat(queue);
-          parked = [];
-          clearTimeout(retryTimer);
-          retryTimer = undefined;
-        }
+        release();
       } catch (error) {
         if (options.isUnavailable(error)) unavailable(batch, error);
         else if (batch.length === 1) refuse(batch[0] as Entry<T>, error);
@@ -175,7 +190,13 @@ export function createOrderedWriter<T>(options: OrderedWriterOptions<T>): Ordere
   const add = (item: T, durable: boolean): Promise<void> => {
     if (closing) return Promise.reject(new Error('the writer is closed'));
     return new Promise<void>((resolve, reject) => {
-      queue.push({ item, key: options.keyOf(item), durable, resolve, reject });
+      const entry = { item, key: options.keyOf(item), durable, resolve, reject };
+      // Durable items are waiting for the store to come back: this one waits with them.
+      if (durable && parked.length > 0) {
+        parked.push(entry);
+        return;
+      }
+      queue.push(entry);
       // After the current microtasks, so items added together share a batch.
       if (!writing && queue.length === 1) queueMicrotask(() => void pump());
     });
@@ -190,7 +211,7 @@ export function createOrderedWriter<T>(options: OrderedWriterOptions<T>): Ordere
     async close() {
       if (closing) return;
       closing = true;
-      unpark();
+      release();
       if (!writing && queue.length === 0) return;
       await new Promise<void>((resolve) => {
         drained.push(resolve);
