@@ -9,8 +9,6 @@
  */
 import { createActor, fromCallback, fromPromise, waitFor } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { parseClassification } from '../src/jobs/classification.js';
-import { preRoute } from '../src/jobs/pre-route.js';
 import type { BackendReply } from '../src/machines/backend-protocol.js';
 import {
   jobMachine,
@@ -18,11 +16,11 @@ import {
   type InferInput,
   type JobMessageKey,
   type JobSinkEvent,
-  type JobToolkit,
   type ToolInput,
   type ToolOutcome,
 } from '../src/machines/job-machine.js';
 import { loadPrompts } from '../src/prompts/load-prompts.js';
+import { testToolkit } from './helpers/job-toolkit.js';
 
 const prompts = await loadPrompts(undefined, { name: 'Eid', locale: 'en' });
 const sentences = prompts.messages('en');
@@ -31,19 +29,7 @@ const SENTENCE: Partial<Record<JobMessageKey, string>> = {
   noDraft: sentences.draft.noDraft,
   draftCancelled: sentences.draft.cancelled,
 };
-const timeZone = 'UTC';
-const toolkit: JobToolkit = {
-  systemPrompt: (task) => prompts.systemPrompt(task),
-  message: (key) => SENTENCE[key] ?? key,
-  preRoute: (text, hasDraft, now) => preRoute(text, prompts.preRoute, { now, timeZone, hasPendingDraft: hasDraft }),
-  parseClassification,
-  now: () => new Date('2026-11-21T12:00:00Z'),
-  timeZone,
-  locale: 'en',
-  isBusy: () => false,
-  historyBounds: { turns: 40, totalChars: 32_000 },
-  reasonerTurns: 10,
-};
+const toolkit = testToolkit(prompts, (key) => SENTENCE[key] ?? key);
 
 /** The draft the previous turn stored and showed the user. */
 const DRAFT = { title: 'Dentist', date: '2026-11-24', time: '10:00', end_time: '11:00' };
@@ -172,7 +158,7 @@ describe('a draft is confirmed only by the user', () => {
       expect(toolkit.preRoute(yes, false, now)).not.toEqual({ action: 'confirmDraft' });
     }
     for (const output of Object.values(MODEL_CONFIRMATIONS)) {
-      expect(parseClassification(output)).toMatchObject({ action: 'tools', operation: 'create_confirmed' });
+      expect(toolkit.parseClassification(output)).toMatchObject({ action: 'tools', operation: 'create_confirmed' });
     }
   });
 

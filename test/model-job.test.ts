@@ -4,10 +4,9 @@ import { join } from 'node:path';
 import { getSimplePaths } from '@xstate/graph';
 import { createActor, fromCallback, fromPromise, type AnyActorRef, type InspectionEvent, type SnapshotFrom } from 'xstate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseClassification } from '../src/jobs/classification.js';
-import { preRoute } from '../src/jobs/pre-route.js';
-import { jobMachine, type JobToolkit } from '../src/machines/job-machine.js';
+import { jobMachine } from '../src/machines/job-machine.js';
 import { loadPrompts } from '../src/prompts/load-prompts.js';
+import { testToolkit } from './helpers/job-toolkit.js';
 import { startFakeBackend, type FakeBackend, type FakeReply } from './fakes/fake-openai-backend.js';
 import { seedDocuments, startTestGateway, TestClient, type TestGateway } from './helpers/gateway.js';
 import { classifiedText, lastUserText } from './helpers/scripted-models.js';
@@ -23,19 +22,7 @@ import { classifiedText, lastUserText } from './helpers/scripted-models.js';
 type JobSnapshot = SnapshotFrom<typeof jobMachine>;
 
 const prompts = await loadPrompts(undefined, { name: 'Eid', locale: 'en' });
-const timeZone = 'UTC';
-const toolkit: JobToolkit = {
-  systemPrompt: (task) => prompts.systemPrompt(task),
-  message: (key) => key,
-  preRoute: (text, hasDraft, now) => preRoute(text, prompts.preRoute, { now, timeZone, hasPendingDraft: hasDraft }),
-  parseClassification,
-  now: () => new Date('2026-11-21T12:00:00Z'),
-  timeZone,
-  locale: 'en',
-  isBusy: () => false,
-  historyBounds: { turns: 40, totalChars: 32_000 },
-  reasonerTurns: 10,
-};
+const toolkit = testToolkit(prompts);
 
 const noop = (): void => {};
 const walkable = jobMachine.provide({
