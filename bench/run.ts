@@ -49,6 +49,9 @@ for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDataba
   console.log(`jobs end to end over WebSocket (direct branch, instant fake) vs the bare job machine in process, store ${store}`);
   for (const level of r.levels) {
     console.log(`  concurrency ${level.concurrency}: ${fmt(level.endToEnd, 0)} jobs/s vs bare ${fmt(level.bare, 0)} jobs/s = ${fmt((level.endToEnd / level.bare) * 100)}% — target ≥ 50%`);
+    if (level.durableFloor !== null) {
+      console.log(`    the floor at this concurrency: the durable relay (below) ${fmt(level.durableFloor, 0)} jobs/s = ${fmt((level.durableFloor / level.bare) * 100)}% of bare; ours is ${fmt((level.endToEnd / level.durableFloor) * 100)}% of it`);
+    }
   }
   const spread = (s: { median: number; p99: number }) => `median ${fmt(s.median, 2)} ms, p99 ${fmt(s.p99, 2)} ms`;
   console.log(`  write-ahead: each event waits for its commit before delivery — one chat at a time ${spread(r.writeAheadSequentialMs)};`);

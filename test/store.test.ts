@@ -86,6 +86,28 @@ forEachDatabase((getDatabase) => {
     expect(await store.findJobByClientMsgId(alice, 'retry-me', new Date(clock.now().getTime() + 1))).toBeNull();
   });
 
+  it('knows from memory that a clientMsgId is new once the recent ones are loaded: no read per chat', async () => {
+    const { db } = getDatabase();
+    const counter = new StatementCounter();
+    const store = createStore(db.withPlugin(counter));
+    const alice = ownerId('alice-token-2');
+    const earlier = await createStore(db).acceptJob({ jobId: id('job'), conversationId: id('conv'), source: 'ws', mode: 'auto', owner: alice, text: 'x', clientMsgId: 'before-start', newConversation: true });
+    expect(earlier).toBeUndefined();
+    await store.loadRecentClientMsgIds();
+    counter.statements = 0;
+    const since = new Date(Date.now() - DAY_MS);
+    expect(await store.findJobByClientMsgId(alice, 'never-used', since)).toBeNull();
+    expect(await store.findJobByClientMsgId(alice, 'before-start', since)).toMatchObject({ conversationId: expect.any(String) });
+    expect(counter.statements).toBe(0);
+    const job = await accept(store, { owner: alice, clientMsgId: 'after-start' });
+    counter.statements = 0;
+    expect(await store.findJobByClientMsgId(alice, 'after-start', since)).toEqual({ jobId: job.jobId, conversationId: job.conversationId });
+    expect(counter.statements).toBe(0);
+    // A job erased after its accept was reported failed is nobody's earlier job.
+    await store.journal.erase(job.jobId);
+    expect(await store.findJobByClientMsgId(alice, 'after-start', since)).toBeNull();
+  });
+
   it('records answers with their done events and reads the last N in order, also after a restart', async () => {
     const { db } = getDatabase();
     const store = createStore(db);

@@ -72,8 +72,6 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   let supervisor: SupervisorActor | undefined;
   let sink: AnyActorRef | undefined;
   let stopping = false;
-  /** Submitted jobs waiting for their start on the next turn (see `submit`): true once cancelled meanwhile. */
-  const starting = new Map<string, boolean>();
   /** Chats with a `clientMsgId` being accepted, by owner and id: a repeat arriving meanwhile shares the outcome. */
   const accepting = new Map<string, Promise<Accepted>>();
 
@@ -180,10 +178,8 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     supervisor.start();
   };
 
-  /** Sends `cancel` to a job, or marks it for a cancel right after its start (see `submit`). */
   const cancelJob = (jobId: string): void => {
-    if (starting.has(jobId)) starting.set(jobId, true); // the supervisor does not know it yet
-    else supervisor?.send({ type: 'cancel', jobId });
+    supervisor?.send({ type: 'cancel', jobId });
   };
 
   const submit = async (input: SubmitInput): Promise<Accepted> => {
@@ -247,25 +243,14 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       ...(input.externalUser === undefined ? {} : { externalUser: input.externalUser }),
     });
     events.open(jobId, input.owner, conversationId, accepted);
-    // The job starts while its message is being written: the classifier call overlaps the write. Its
-    // events are journaled after the accept (one ordered writer) and reach subscribers only once
-    // journaled, so never before `accepted`. It starts on the next turn of the event loop, once the write
-    // is on its way to the database: the write is the longer of the two, and starting a job takes the
-    // thread for a few hundred µs.
-    starting.set(jobId, false);
-    setImmediate(() => {
-      const cancelled = starting.get(jobId);
-      if (cancelled === undefined) return; // refused meanwhile: it never starts
-      starting.delete(jobId);
-      jobs.send({ type: 'submit', spec: { jobId, conversationId, text, mode } });
-      if (cancelled) jobs.send({ type: 'cancel', jobId });
-    });
+    // The job starts while its message is being written: the classifier call overlaps the write. The
+    // events of its start (`ack`, `processing`) join the accept in the same statement (the writer waits
+    // for the end of this turn), and reach subscribers only once journaled, so never before `accepted`.
+    jobs.send({ type: 'submit', spec: { jobId, conversationId, text, mode } });
     try {
       await accepted;
     } catch (error) {
-      // Not durable, so it never existed: nobody hears of it again (the hub drops it), and it stops
-      // (or never starts).
-      starting.delete(jobId);
+      // Not durable, so it never existed: nobody hears of it again (the hub drops it), and it stops.
       jobs.send({ type: 'cancel', jobId });
       log.error({ jobId, reason: toErrorInfo(error).reason, err: error }, 'could not accept a chat');
       throw error;

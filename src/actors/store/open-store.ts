@@ -40,6 +40,7 @@ export async function openStore(
     await runMigrations(database.db);
     const store = createStore(database.db, options);
     const interruptedJobIds = await store.journal.interruptUnfinished();
+    await store.loadRecentClientMsgIds();
     const cleanup = await store.cleanup();
 
     const everyMs = options.cleanupEveryMs ?? 24 * 60 * 60 * 1000;

@@ -14,6 +14,7 @@ import { createJobJournal, type JobJournal } from './job-journal.js';
 import { createJobStore, type JobStore } from './job-store.js';
 import { createOrderedWriter } from './ordered-writer.js';
 import type { DatabaseSchema, JobSource } from './schema.js';
+import { RecentClientMsgIds } from './recent-client-msg-ids.js';
 import { isStoreUnavailable, StoreUnavailableError } from './store-errors.js';
 import { writeBatch, type StoreWrite } from './write-batch.js';
 
@@ -54,6 +55,11 @@ export interface Store extends ConversationStore, JobStore, DraftStore, Document
    * `StoreUnavailableError` otherwise. Concurrent checks share one statement.
    */
   ping(timeoutMs?: number): Promise<void>;
+  /**
+   * Loads the `clientMsgId`s of the jobs of the last window (see `clientMsgIdWindowMs`) into memory, so
+   * that a chat that is not a repeat — nearly every chat — needs no read to find that out. For start-up.
+   */
+  loadRecentClientMsgIds(): Promise<void>;
   /** Deletes rows past retention (default 7 days) and expired drafts; empties the caches. */
   cleanup(olderThanDays?: number): Promise<CleanupResult>;
   /** Writes what is queued. The database stays open: its owner closes it. */
@@ -70,6 +76,8 @@ export interface StoreOptions {
   cacheSize?: number;
   /** Writes per statement (default 200). */
   maxBatch?: number;
+  /** How far back a repeated `clientMsgId` finds its job (default 24 h, DESIGN §4). */
+  clientMsgIdWindowMs?: number;
 }
 
 /** Builds the store over an open, migrated database. */
@@ -90,6 +98,8 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
     ...(options.maxBatch !== undefined && { maxBatch: options.maxBatch }),
   });
   const journal = createJobJournal(db, writer, { now });
+  const clientMsgIdWindowMs = options.clientMsgIdWindowMs ?? 24 * 60 * 60 * 1000;
+  const recentClientMsgIds = new RecentClientMsgIds(clientMsgIdWindowMs);
 
   /**
    * Answers on their way to the database, by conversation: a history read waits for them, so the next
@@ -125,6 +135,7 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
         return remembered;
       },
       erase(jobId) {
+        recentClientMsgIds.remove(jobId);
         erasing.add(jobId);
         const erased = journal.erase(jobId);
         void erased.catch(() => undefined).finally(() => erasing.delete(jobId));
@@ -142,8 +153,30 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
 
     getJob: jobs.getJob,
     async findJobByClientMsgId(owner, clientMsgId, since) {
-      const found = await jobs.findJobByClientMsgId(owner, clientMsgId, since);
+      const known = recentClientMsgIds.find(owner, clientMsgId, since);
+      const found = known === undefined ? await jobs.findJobByClientMsgId(owner, clientMsgId, since) : known;
       return found !== null && erasing.has(found.jobId) ? null : found;
+    },
+
+    async loadRecentClientMsgIds() {
+      const windowStart = new Date(now().getTime() - clientMsgIdWindowMs);
+      const limit = 50_000;
+      const rows = await db
+        .selectFrom('jobs')
+        .select(['id', 'conversation_id', 'owner', 'client_msg_id', 'created_at'])
+        .where('client_msg_id', 'is not', null)
+        .where('created_at', '>=', windowStart)
+        .orderBy('created_at', 'desc')
+        .limit(limit)
+        .execute();
+      const oldestFirst = rows.reverse().map((row) => ({
+        jobId: row.id,
+        conversationId: row.conversation_id,
+        owner: row.owner,
+        clientMsgId: row.client_msg_id as string,
+        createdAt: row.created_at,
+      }));
+      recentClientMsgIds.load(oldestFirst, windowStart, rows.length < limit);
     },
 
     loadDraft: drafts.loadDraft,
@@ -184,6 +217,7 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
       return written.then(() => {
         conversations.remember(input.conversationId, { role: 'user', content: input.text, jobId: input.jobId, createdAt: at }, created);
         if (created) conversations.knownOwner(input.conversationId, input.owner);
+        if (input.clientMsgId != null) recentClientMsgIds.add(input.owner, input.clientMsgId, input, at);
       });
     },
 
