@@ -11,6 +11,7 @@ const piece = Array.from({ length: chunks }, (_, i) => `tok${i % 10} `);
 // A classifier request (its user message starts with `[now]`) gets a ready direct answer.
 const classified = JSON.stringify({ action: 'direct', response: 'ok' });
 const fake = await startFakeBackend({
+  models: ['bench'],
   defaultReply: (body) => {
     const last = String(body.messages.at(-1)?.content ?? '');
     if (last === 'stream') return { content: piece, chunkDelayMs: delay };

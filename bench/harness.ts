@@ -22,7 +22,7 @@ export function benchClient(baseUrl: string) {
  */
 export function benchBackend(baseUrl: string, concurrency: number) {
   const client = benchClient(baseUrl);
-  const backend = createActor(provideBackendMachine({ client, probeTimeoutMs: 5_000 }), {
+  const backend = createActor(provideBackendMachine({ client, model: 'bench', probeTimeoutMs: 5_000 }), {
     input: { name: 'bench', concurrency, maxBackgroundWaitMs: 10_000, healthIntervalMs: 3_600_000 },
   }).start();
   const pending = new Map<string, { resolve: (r: BackendTerminalReply) => void; onChunk?: (text: string) => void }>();

@@ -31,7 +31,8 @@ export function benchConfig(baseUrl: string, dataDir: string, databaseUrl: strin
     backends: { fake: { baseUrl, model: 'bench', concurrency: 64, healthIntervalMs: 3_600_000 } },
     roles: { classifier: 'fake', reasoner: 'fake' },
     modes: { daily: 'fake' },
-    limits: { maxActiveJobs: 1_000 },
+    // 100 bench connections share the anonymous owner.
+    limits: { maxActiveJobs: 1_000, connectionsPerOwner: 1_000 },
     persona: { name: 'Eid', locale: 'en' },
   });
 }
@@ -231,7 +232,7 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
   const actors = createJobActors({
     store: opened.store,
     backends,
-    tools: createToolRunner({ store: opened.store, config, messages, now }),
+    tools: createToolRunner({ store: opened.store, config, messages, now, log }),
     describeStatus: () => '',
     draftTtlMs: 60_000,
     historyMessages: 80,
@@ -248,7 +249,7 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
     modeBackend: null,
     fallbackToClassifier: true,
     sink,
-    toolkit: createJobToolkit({ config, prompts, messages, backends, now, reasonerTurns: 10 }),
+    toolkit: createJobToolkit({ config, prompts, messages, now, reasonerTurns: 10 }),
     supervisor: sink,
   };
   const bareJob = () =>

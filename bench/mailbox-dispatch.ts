@@ -53,7 +53,7 @@ const instantResult: ChatResult = { content: 'x', toolCalls: [], finishReason: '
 const instantClient: InferenceClient = {
   complete: async () => instantResult,
   stream: async () => instantResult,
-  listModels: async () => [],
+  listModels: async () => ['bench'],
   fetchStatus: async () => null,
 };
 
@@ -116,7 +116,7 @@ function bareRelay(client: InferenceClient): AnyActorRef {
  * one-machine XState relay, and through the backend actor, interleaved in blocks.
  */
 export async function benchMailboxDispatchInProcess(rounds = 20, block = 500) {
-  const backend = createActor(provideBackendMachine({ client: instantClient, probeTimeoutMs: 1_000 }), {
+  const backend = createActor(provideBackendMachine({ client: instantClient, model: 'bench', probeTimeoutMs: 1_000 }), {
     input: { name: 'bench', concurrency: 1, maxBackgroundWaitMs: 10_000, healthIntervalMs: 3_600_000 },
   }).start();
   const relay = bareRelay(instantClient);

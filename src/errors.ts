@@ -84,6 +84,15 @@ export class BackendProtocolError extends SwitchboardError {
   }
 }
 
+/** The model's answer is longer than `limits.answerChars`: it is not read further. */
+export class AnswerTooLongError extends SwitchboardError {
+  readonly code = 'answer_too_long';
+  readonly retryable = false;
+  constructor(maxChars: number) {
+    super('answer_too_long', `the answer is longer than ${maxChars} characters`);
+  }
+}
+
 /** The request was cancelled by its requester. */
 export class CancelledError extends SwitchboardError {
   readonly code = 'cancelled';

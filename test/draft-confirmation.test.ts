@@ -221,7 +221,7 @@ describe('a draft is confirmed only by the user', () => {
       const run = await runJob({ text: yes, draft: DRAFT });
       // No model decided anything: the classifier was never asked.
       expect(run.infer).toEqual([]);
-      expect(run.runTool).toEqual([{ tool: 'calendar', operation: 'create_confirmed', params: DRAFT }]);
+      expect(run.runTool).toEqual([{ jobId: 'job-1', tool: 'calendar', operation: 'create_confirmed', params: DRAFT }]);
       expect(run.clearDraft).toEqual([{ jobId: 'job-1', conversationId: 'conversation-1' }]);
       expect(run.saveDraft).toEqual([]);
       expect(run.calls.map((c) => c.actor)).toEqual(['loadConversation', 'runTool', 'clearDraft']);

@@ -33,7 +33,7 @@ function realBackend(
   onBackend?: (snapshot: BackendSnapshot) => void,
 ) {
   const client = createOpenAIClient({ baseUrl: fake.baseUrl, model: 'fake-model', firstByteTimeoutMs: 5_000 });
-  return createActor(provideBackendMachine({ client, probeTimeoutMs: 1_000 }), {
+  return createActor(provideBackendMachine({ client, model: 'fake-model', probeTimeoutMs: 1_000 }), {
     input: { name: 'model', concurrency, maxBackgroundWaitMs: 60_000, healthIntervalMs },
     inspect: (event) => {
       if (event.type !== '@xstate.snapshot') return;

@@ -33,6 +33,7 @@ const walkable = jobMachine.provide({
     saveDraft: fromPromise(() => new Promise(noop)),
     clearDraft: fromPromise(() => new Promise(noop)),
     describeStatus: fromPromise(() => new Promise(noop)),
+    readHealth: fromPromise(() => new Promise(noop)),
   },
   actions: { reportFinished: noop },
 });
@@ -49,6 +50,8 @@ const CLASSIFICATIONS: Record<string, string> = {
 };
 const result = (content: string) => ({ content, toolCalls: [], finishReason: 'stop' });
 const failure = { code: 'backend_unavailable', reason: 'backend_unavailable', retryable: true, message: 'x' };
+/** A classifier that answered, but not in the protocol: asked again as a stream (unlike one that is down). */
+const garbled = { code: 'backend_protocol_error', reason: 'backend_protocol_error', retryable: false, message: 'x' };
 const stateKey = (snapshot: JobSnapshot): string => JSON.stringify(snapshot.value);
 const isStreaming = (key: string): boolean => key.includes('"streaming"') || key.includes('"fallback"') || key.includes('modeStream');
 
@@ -64,9 +67,12 @@ function producible(snapshot: JobSnapshot): Array<{ type: string; [key: string]:
     return [
       ...Object.entries(CLASSIFICATIONS).map(([name, content]) => ({ type: 'infer.done', requestId: 'r', result: result(content), name })),
       { type: 'infer.error', requestId: 'r', error: failure },
+      { type: 'infer.error', requestId: 'r', error: garbled },
       { type: 'cancel' },
     ];
   }
+  // The fakes are up and idle: a reasoner reported down or busy is covered by the fail-fast tests.
+  if (key.includes('"checkHealth"')) return [{ type: 'xstate.done.actor.readHealth', output: { state: 'up', load: 'idle' } }];
   if (isStreaming(key)) {
     const events: Array<{ type: string; [key: string]: unknown }> = [
       { type: 'infer.done', requestId: 'r', result: result('x') },
@@ -113,7 +119,7 @@ const walks = Object.entries(MESSAGES).flatMap(([kind, text]) =>
     serializeState: (snapshot) => {
       const s = snapshot as JobSnapshot;
       const c = s.context.classification;
-      return JSON.stringify([s.value, s.context.streamed, c?.action, c?.action === 'tools' ? c.tool : null, s.context.tool?.ok]);
+      return JSON.stringify([s.value, s.context.streamed, s.context.classifierDown, c?.action, c?.action === "tools" ? c.tool : null, s.context.tool?.ok]);
     },
   })
     // Only whole stories: paths that end the job.
@@ -154,7 +160,10 @@ function scriptOf(steps: Array<{ event: { type: string; [key: string]: unknown }
   const inState = (match: (from: string) => boolean) => steps.filter((s) => match(s.from)).map((s) => s.event.type);
   const classify = steps.find((s) => s.from.includes('classify'));
   if (classify?.event.type === 'infer.done') script.classify = { content: CLASSIFICATIONS[String(classify.event.name)] };
-  if (classify?.event.type === 'infer.error') script.classify = { fault: 'http_500' };
+  if (classify?.event.type === 'infer.error') {
+    const error = classify.event.error as { reason: string };
+    script.classify = error.reason === 'backend_protocol_error' ? { fault: 'malformed_sse' } : { fault: 'http_500' };
+  }
   if (classify?.event.type === 'cancel') script.classify = { fault: 'hang_before_headers' };
   const direct = inState((f) => f.includes('"direct"'));
   const route = inState((f) => f.includes('"route"') && f.includes('"streaming"'));

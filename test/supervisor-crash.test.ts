@@ -25,7 +25,6 @@ const toolkit: JobToolkit = {
   now: () => new Date('2026-01-01T00:00:00Z'),
   timeZone: 'UTC',
   locale: 'en',
-  isBusy: () => false,
   historyBounds: { turns: 40, totalChars: 32_000 },
   reasonerTurns: 10,
 };
@@ -81,7 +80,7 @@ function startSupervisor(machine: typeof supervisorMachine, maxActiveJobs = 1) {
   supervisor.subscribe({ error: (error) => errors.push(error) });
   supervisor.start();
   const submit = (jobId: string, conversationId: string): void =>
-    supervisor.send({ type: 'submit', spec: { jobId, conversationId, text: `text of ${jobId}`, mode: 'auto' } });
+    supervisor.send({ type: 'submit', spec: { jobId, owner: 'anonymous', conversationId, text: `text of ${jobId}`, mode: 'auto' } });
   /** The sink's events as `jobId event data` lines. */
   const lines = (): string[] => events.map((e) => `${e.jobId} ${e.payload.event} ${JSON.stringify(e.payload.data)}`);
   /** Conversations with a live actor → their unfinished jobs. */

@@ -1,7 +1,8 @@
 import { assign, emit, enqueueActions, fromCallback, setup, type ActorRefFrom, type AnyActorRef, type AnyEventObject } from 'xstate';
 import type { BackendReply, InferCancelEvent, InferRequestEvent } from './backend-protocol.js';
-import { healthMachine, type HealthChangedEvent, type MailboxView } from './health-machine.js';
+import { healthMachine, type AliveEvent, type HealthChangedEvent, type MailboxView } from './health-machine.js';
 import {
+  announceMoves,
   countBusySlots,
   mailboxStatus,
   planDispatch,
@@ -12,9 +13,10 @@ import {
   type CallEvent,
   type MailboxPlan,
   type MailboxState,
+  type Outgoing,
   type Slot,
 } from './mailbox-plan.js';
-import { EMPTY_QUEUE, enqueueRequest, queueSize, removeRequest } from './request-queue.js';
+import { EMPTY_QUEUE, enqueueRequest, positionOf, queueSize, removeRequest } from './request-queue.js';
 
 /** Static settings of one backend actor. */
 export interface BackendMachineInput {
@@ -38,6 +40,8 @@ export interface BackendContext extends BackendMachineInput, MailboxState {
   health: ActorRefFrom<typeof healthMachine>;
   /** Last time a stream made progress (epoch ms): proof of life between probes. */
   lastActivityAt: number;
+  /** Why the backend is down, as its health last reported; null while up (or not yet known). */
+  downReason: string | null;
 }
 
 /** Emitted to subscribers (`actor.on(...)`) when the backend's liveness changes, once per change. */
@@ -128,8 +132,18 @@ export const backendMachine = setup({
   guards: {
     /** The status the mailbox will have once this event is applied (only requests and settled calls change it). */
     leadsTo: ({ context, event }, params: { status: MailboxStatus }) => statusAfter(context, event) === params.status,
+    /**
+     * The server does not offer the configured model: nothing it could answer would help, so requests fail
+     * at once until a probe finds the model (an outage, by contrast, is tried: it may just have ended).
+     */
+    modelMissing: ({ context }) => context.downReason === 'model_missing',
   },
   actions: {
+    refuseRequest: enqueueActions(({ event, enqueue }) => {
+      if (event.type !== 'infer.request') return;
+      const error = { code: 'backend_unavailable', reason: 'model_missing', retryable: false, message: 'the server does not offer the configured model' };
+      enqueue.sendTo(event.replyTo, { type: 'infer.error', requestId: event.requestId, error } satisfies BackendReply);
+    }),
     /** Enqueue a request (and watch its requester), and serve it at once when a slot is free. */
     acceptRequest: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'infer.request') return;
@@ -144,11 +158,16 @@ export const backendMachine = setup({
     /** A waiting request leaves the queue without reaching the server; a running one is aborted (draining). */
     cancelRequest: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'infer.cancel') return;
+      const now = Date.now();
+      const place = positionOf(context.queue, event.requestId, now, context.maxBackgroundWaitMs);
       const { queue, removed } = removeRequest(context.queue, event.requestId);
       if (removed) {
         enqueue.sendTo(removed.event.replyTo, { type: 'infer.cancelled', requestId: event.requestId } satisfies BackendReply);
         enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
-        applyPlan(enqueue, context, planDispatch({ queue, slots: context.slots }, Date.now(), context.maxBackgroundWaitMs));
+        // Those behind it move up one place.
+        const out: Outgoing[] = [];
+        if (place !== undefined) announceMoves(queue, now, context.maxBackgroundWaitMs, 1, place, out);
+        applyPlan(enqueue, context, planDispatch({ queue, slots: context.slots }, now, context.maxBackgroundWaitMs, out));
         return;
       }
       const index = slotOf(context, event.requestId);
@@ -178,8 +197,12 @@ export const backendMachine = setup({
       if (!slot || slot.status === 'idle' || slot.requestId !== event.requestId) return;
       const out = slot.status === 'running' ? [{ to: slot.replyTo, event: settledReply(slot, event) }] : [];
       enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
+      // An answer is proof of life, whatever the last probe said.
+      if (event.type === 'call.done') enqueue.sendTo(context.health, { type: 'health.alive' } satisfies AliveEvent);
       applyPlan(enqueue, context, planRelease(context, event.slot, Date.now(), context.maxBackgroundWaitMs, out));
     }),
+    recordUp: assign({ downReason: null }),
+    recordDown: assign({ downReason: ({ event }) => (event.type === 'health.down' ? event.reason : 'backend_unavailable') }),
     emitUp: emit(({ context, event }) => ({
       type: 'backend.up' as const,
       name: context.name,
@@ -208,17 +231,18 @@ export const backendMachine = setup({
       },
     }),
     lastActivityAt: 0,
+    downReason: null,
   }),
   invoke: { id: 'watcher', src: 'requesterWatcher' },
   on: {
-    'infer.request': routed('acceptRequest'),
+    'infer.request': [{ guard: 'modelMissing', actions: 'refuseRequest' }, ...routed('acceptRequest')],
     'infer.cancel': { actions: 'cancelRequest' },
     'call.firstByte': { actions: 'recordFirstByte' },
     'call.progress': { actions: 'noteActivity' },
     'call.done': routed('settleCall'),
     'call.failed': routed('settleCall'),
-    'health.up': { actions: 'emitUp' },
-    'health.down': { actions: 'emitDown' },
+    'health.up': { actions: ['recordUp', 'emitUp'] },
+    'health.down': { actions: ['recordDown', 'emitDown'] },
   },
   initial: 'idle',
   states: {

@@ -6,8 +6,9 @@ import type { ErrorInfo } from '../errors.js';
  * The message protocol between a requester actor and a backend actor.
  *
  * A requester sends `infer.request` with itself as `replyTo` and gets, in order:
- *   `infer.queued {position}` when it must wait (1-based, its place on arrival; later moves are not sent:
- *   with n waiting that would be n messages per dispatch),
+ *   `infer.queued {position}` when it must wait (1-based, its place on arrival) and again when it moves
+ *   to a place that matters (`queue-position.ts`: the last three, and milestones such as 100 or 10 — not
+ *   every move, which with n waiting would be n messages per dispatch),
  *   `infer.started` once a slot serves it,
  *   zero or more `infer.chunk {text}` (streaming requests only),
  *   and exactly one terminal message: `infer.done {result}`, `infer.error {error}` or `infer.cancelled`.

@@ -1,8 +1,11 @@
 import { assign, enqueueActions, sendTo, setup, type AnyActorRef } from 'xstate';
+import { announcesMove } from './queue-position.js';
 
 /** A job as the supervisor and conversations pass it around, before it runs. */
 export interface JobSpec {
   jobId: string;
+  /** Who submitted it: jobs waiting for a place are served fairly across owners. */
+  owner: string;
   conversationId: string;
   text: string;
   mode: string;
@@ -70,7 +73,10 @@ export const conversationMachine = setup({
       if (!next) return;
       enqueue.assign({ running: next.jobId, waiting: rest });
       enqueue.sendTo(context.supervisor, { type: 'conversation.ready', spec: next } satisfies ConversationReadyEvent);
-      rest.forEach((spec, index) => enqueue.sendTo(context.supervisor, { type: 'conversation.waiting', jobId: spec.jobId, position: index + 1 } satisfies ConversationNoticeEvent));
+      // Each moved up one place; only a place that matters is told (see `queue-position.ts`).
+      rest.forEach((spec, index) => {
+        if (announcesMove(index + 2, index + 1)) enqueue.sendTo(context.supervisor, { type: 'conversation.waiting', jobId: spec.jobId, position: index + 1 } satisfies ConversationNoticeEvent);
+      });
     }),
     clearRunning: assign({ running: null }),
     dropWaiting: enqueueActions(({ context, event, enqueue }) => {
@@ -80,9 +86,10 @@ export const conversationMachine = setup({
       const waiting = context.waiting.toSpliced(index, 1);
       enqueue.assign({ waiting });
       enqueue.sendTo(context.supervisor, { type: 'conversation.dropped', jobId: event.jobId } satisfies ConversationNoticeEvent);
-      waiting.slice(index).forEach((spec, offset) =>
-        enqueue.sendTo(context.supervisor, { type: 'conversation.waiting', jobId: spec.jobId, position: index + offset + 1 } satisfies ConversationNoticeEvent),
-      );
+      waiting.slice(index).forEach((spec, offset) => {
+        const place = index + offset + 1;
+        if (announcesMove(place + 1, place)) enqueue.sendTo(context.supervisor, { type: 'conversation.waiting', jobId: spec.jobId, position: place } satisfies ConversationNoticeEvent);
+      });
     }),
     reportIdle: sendTo(({ context }) => context.supervisor, ({ context }): ConversationIdleEvent => ({ type: 'conversation.idle', conversationId: context.conversationId })),
   },

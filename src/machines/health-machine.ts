@@ -44,6 +44,11 @@ export interface PingInput {
 /** What the ping measured: the latency of a one-token completion, or that it failed. */
 export type PingEvent = { type: 'ping.measured'; latencyMs: number } | { type: 'ping.failed' };
 
+/** Sent by the backend when a request of its succeeded: proof of life, whatever the last probe said. */
+export interface AliveEvent {
+  type: 'health.alive';
+}
+
 /** Sent to the backend when liveness changes; the backend emits them to its subscribers. */
 export type HealthChangedEvent =
   | { type: 'health.up'; healthMs: number }
@@ -52,14 +57,16 @@ export type HealthChangedEvent =
 /**
  * The health of one backend: probes `GET /models` every `healthInterval` — `unknown` until the first
  * answer, then `up` or `down`; while `up` it may ping the model itself (`pinging`) when the hybrid load
- * rule asks for it and no slot is in use. A stream that made progress lately is proof of life when a
- * probe fails. Each change of liveness is reported to the backend once.
+ * rule asks for it and no slot is in use. A probe also checks that the server lists the configured model
+ * (`model_missing` otherwise). A request that succeeded (`health.alive`) is proof of life at once, and a
+ * stream that made progress lately is proof of life when a probe fails. Each change of liveness is
+ * reported to the backend once.
  */
 export const healthMachine = setup({
   types: {
     input: {} as HealthMachineInput,
     context: {} as HealthContext,
-    events: {} as PingEvent,
+    events: {} as PingEvent | AliveEvent,
   },
   actors: {
     // Supplied by the runtime through `.provide()`.
@@ -113,6 +120,7 @@ export const healthMachine = setup({
         return typeof error === 'object' && error !== null && 'reason' in error ? String(error.reason) : 'backend_unavailable';
       },
     }),
+    clearProbeError: assign({ lastProbeError: null }),
     recordPingAttempt: assign({ measures: ({ context }) => ({ ...context.measures, pingAttemptAt: Date.now() }) }),
     recordPing: assign({
       measures: ({ context, event }) =>
@@ -127,6 +135,7 @@ export const healthMachine = setup({
   initial: 'unknown',
   states: {
     unknown: {
+      on: { 'health.alive': 'up' },
       invoke: {
         id: 'probe',
         src: 'probeBackend',
@@ -167,6 +176,7 @@ export const healthMachine = setup({
     },
     down: {
       entry: 'reportDown',
+      on: { 'health.alive': { target: 'up', actions: 'clearProbeError' } },
       initial: 'waiting',
       states: {
         waiting: { after: { healthInterval: 'probing' } },

@@ -1,4 +1,4 @@
-import { assign, fromCallback, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
+import { and, assign, fromCallback, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
 import type { ChatRequest, ChatResult } from '../actors/inference/types.js';
 import { toErrorInfo } from '../errors.js';
 import type { Classification } from '../jobs/classification.js';
@@ -20,6 +20,8 @@ export type JobMessageKey =
   | 'confirmPrompt'
   | 'emptyAnswer'
   | 'backendUnavailable'
+  | 'modelMissing'
+  | 'answerTooLong'
   | 'storeUnavailable'
   | 'internalError';
 
@@ -32,8 +34,6 @@ export interface JobToolkit {
   now(): Date;
   timeZone: string;
   locale: string;
-  /** True when the backend's load is busy or very busy. */
-  isBusy(backend: string): boolean;
   historyBounds: HistoryBounds;
   /** How many of the history's turns the reasoner sees (seed: 10). */
   reasonerTurns: number;
@@ -62,6 +62,14 @@ export interface DraftInput {
   conversationId: string;
 }
 
+/** A backend's health as the `readHealth` actor reports it (the `/status` entry's fields that matter here). */
+export interface BackendHealth {
+  state: 'up' | 'down' | 'unknown';
+  load: 'idle' | 'normal' | 'busy' | 'very_busy';
+  /** Why it is down. */
+  reason?: string;
+}
+
 /** What the `loadConversation` actor returns. */
 export interface ConversationContext {
   history: HistoryTurn[];
@@ -82,6 +90,8 @@ export type ToolOutcome =
   | { ok: false; reason: string; message: string };
 
 export interface ToolInput {
+  /** For the log line of a tool that fails. */
+  jobId: string;
   tool: string;
   operation: string;
   params: Record<string, unknown>;
@@ -112,6 +122,8 @@ export interface JobFinishedEvent {
 type JobEvent = BackendReply | { type: 'cancel' };
 
 interface JobContext extends JobInput {
+  /** The classifier could not be reached: it is not asked again in this job (no fallback to it). */
+  classifierDown: boolean;
   history: HistoryTurn[];
   draft: Record<string, unknown> | null;
   classification: Classification | null;
@@ -127,6 +139,16 @@ interface JobContext extends JobInput {
 }
 
 const TOOL_FAILURES = new Set(['tool_timeout', 'tool_failed']);
+
+/** Reasons that say a backend cannot answer at all: asking it again in the same job only waits longer. */
+const BACKEND_DOWN_REASONS = new Set(['backend_unavailable', 'backend_timeout', 'backend_disconnected', 'model_missing']);
+
+/** The sentence a user reads for a backend failure, by its reason. */
+function inferErrorMessage(reason: string, code: string): JobMessageKey {
+  if (reason === 'model_missing') return 'modelMissing';
+  if (reason === 'answer_too_long') return 'answerTooLong';
+  return code === 'internal' ? 'internalError' : 'backendUnavailable';
+}
 
 function event(payload: JobEventPayload, context: JobContext): JobSinkEvent {
   return { type: 'job.event', jobId: context.jobId, payload };
@@ -166,14 +188,17 @@ function streamInput(context: JobContext, backend: string): InferInput {
   };
 }
 
-/** A stream that is the answer: chunks go out as they come, the end records it, a failure ends the job. */
+/**
+ * A stream that is the answer: chunks go out as they come (each restarts the heartbeat's wait), the end
+ * completes the job, a failure ends it.
+ */
 const STREAM_EVENTS = {
-  'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
+  'infer.chunk': { target: '.waiting', actions: ['appendChunk', 'emitChunk'] },
   'infer.done': '#job.complete',
   'infer.error': { target: '#job.failed', actions: 'assignInferError' },
 } as const;
 
-/** While a stream runs: a `processing` heartbeat every `streamHeartbeat`. */
+/** While a stream runs: a `processing` heartbeat when no chunk came for `streamHeartbeat`. */
 const STREAM_HEARTBEAT = {
   after: { streamHeartbeat: { target: 'waiting', reenter: true, actions: { type: 'emitProcessing', params: { key: 'generating' } } } },
 } as const;
@@ -212,6 +237,9 @@ export const jobMachine = setup({
     describeStatus: fromPromise<string, { locale: string }>(async () => {
       throw new Error('describeStatus is not provided');
     }),
+    readHealth: fromPromise<BackendHealth, { backend: string }>(async () => {
+      throw new Error('readHealth is not provided');
+    }),
   },
   delays: {
     classifyHeartbeat: 2_000,
@@ -223,9 +251,19 @@ export const jobMachine = setup({
     isAction: ({ context }, params: { action: Classification['action'] }) => context.classification?.action === params.action,
     hasReadyResponse: ({ context }) =>
       context.classification?.action === 'direct' && (context.classification.response ?? '').trim().length > 0,
-    reasonerBusy: ({ context }) => context.toolkit.isBusy(context.roles.reasoner),
-    /** Only before the first streamed byte, and only when configured: never splice two models into one answer. */
-    canFallBack: ({ context }) => context.fallbackToClassifier && !context.streamed,
+    /** The classifier failed in a way that says it cannot answer now (not a bad reply). */
+    isBackendDown: ({ event }) => event.type === 'infer.error' && BACKEND_DOWN_REASONS.has(event.error.reason),
+    /** The health read says the backend is down: it is not called. */
+    isReportedDown: ({ event }) => (event as unknown as { output: BackendHealth }).output.state === 'down',
+    isReportedBusy: ({ event }) => {
+      const { load } = (event as unknown as { output: BackendHealth }).output;
+      return load === 'busy' || load === 'very_busy';
+    },
+    /**
+     * Only before the first streamed byte, only when configured, and never to a classifier that could not
+     * be reached: never splice two models into one answer.
+     */
+    canFallBack: ({ context }) => context.fallbackToClassifier && !context.streamed && !context.classifierDown,
     /** A model may not confirm a draft: only the user's own yes-words do (pre-route's `confirmDraft`). */
     isModelConfirmation: ({ context }) => context.classification?.action === 'tools' && context.classification.operation === 'create_confirmed',
     isConfirmWithoutDraft: ({ context }) => context.classification?.action === 'confirmDraft' && context.draft === null,
@@ -244,6 +282,11 @@ export const jobMachine = setup({
   },
   actions: {
     emitAck: sendTo(({ context }) => context.sink, ({ context }) => event({ event: 'ack', data: {} }, context)),
+    /** The backend's place in line, as it tells it (on arrival and when it moves to a place that matters). */
+    emitQueued: sendTo(
+      ({ context }) => context.sink,
+      ({ context, event: e }) => event({ event: 'queued', data: { position: e.type === 'infer.queued' ? e.position : 0 } }, context),
+    ),
     emitProcessing: sendTo(
       ({ context }) => context.sink,
       ({ context }, params: { key: JobMessageKey }) => event({ event: 'processing', data: { message: context.toolkit.message(params.key) } }, context),
@@ -325,10 +368,24 @@ export const jobMachine = setup({
     })),
     /** The reason as the backend decided it; the sentence is ours, in the persona's locale (no hosts, no paths). */
     assignInferError: assign({
-      error: ({ context, event: e }) => ({
-        reason: e.type === 'infer.error' ? e.error.reason : 'internal',
-        message: context.toolkit.message(e.type === 'infer.error' && e.error.code !== 'internal' ? 'backendUnavailable' : 'internalError'),
-      }),
+      error: ({ context, event: e }) => {
+        const reason = e.type === 'infer.error' ? e.error.reason : 'internal';
+        return { reason, message: context.toolkit.message(inferErrorMessage(reason, e.type === 'infer.error' ? e.error.code : 'internal')) };
+      },
+    }),
+    markClassifierDown: assign({ classifierDown: true }),
+    /**
+     * An actor of the job failed (the store, a tool, the status text): the job ends `failed`, and the cause
+     * is logged once, with the job id. The runtime provides the logger; the default does nothing.
+     */
+    logFailure: (_: { context: JobContext; event: unknown }) => undefined,
+    /** The reasoner is reported down and nothing can stand in: its reason, unless the classifier's came first. */
+    assignReportedDown: assign({
+      error: ({ context, event: e }) => {
+        if (context.error !== null) return context.error;
+        const reason = (e as unknown as { output: BackendHealth }).output.reason ?? 'backend_unavailable';
+        return { reason, message: context.toolkit.message(inferErrorMessage(reason, 'backend_unavailable')) };
+      },
     }),
     /** A store that could not be used says so (`store_unavailable`); anything else is ours (`internal`). */
     assignActorError: assign({
@@ -349,6 +406,7 @@ export const jobMachine = setup({
   id: 'job',
   context: ({ input }) => ({
     ...input,
+    classifierDown: false,
     history: [],
     draft: null,
     classification: null,
@@ -361,7 +419,7 @@ export const jobMachine = setup({
     error: null,
     tool: null,
   }),
-  on: { cancel: '.cancelled' },
+  on: { cancel: '.cancelled', 'infer.queued': { actions: 'emitQueued' } },
   initial: 'ack',
   states: {
     ack: {
@@ -371,7 +429,7 @@ export const jobMachine = setup({
         src: 'loadConversation',
         input: ({ context }) => ({ conversationId: context.conversationId, jobId: context.jobId }),
         onDone: { target: 'preRoute', actions: 'assignConversation' },
-        onError: { target: 'failed', actions: 'assignActorError' },
+        onError: { target: 'failed', actions: ['assignActorError', 'logFailure'] },
       },
     },
     preRoute: {
@@ -408,7 +466,11 @@ export const jobMachine = setup({
       },
       on: {
         'infer.done': { target: 'branch', actions: ['assignClassification', { type: 'useModel', params: { role: 'classifier' } }] },
-        'infer.error': { target: 'branch', actions: 'assignUnclassified' },
+        // A classifier that cannot answer is not asked again (as a stream): the reasoner answers, when it can.
+        'infer.error': [
+          { guard: 'isBackendDown', target: 'route', actions: ['assignInferError', 'markClassifierDown'] },
+          { target: 'branch', actions: 'assignUnclassified' },
+        ],
       },
     },
     branch: {
@@ -451,7 +513,7 @@ export const jobMachine = setup({
         src: 'describeStatus',
         input: ({ context }) => ({ locale: context.toolkit.locale }),
         onDone: { target: 'complete', actions: ['assignStatusText', 'emitAnswer'] },
-        onError: { target: 'failed', actions: 'assignActorError' },
+        onError: { target: 'failed', actions: ['assignActorError', 'logFailure'] },
       },
     },
     cancelDraft: {
@@ -461,7 +523,7 @@ export const jobMachine = setup({
         src: 'clearDraft',
         input: ({ context }) => ({ jobId: context.jobId, conversationId: context.conversationId }),
         onDone: { target: 'complete', actions: [{ type: 'assignMessage', params: { key: 'draftCancelled' } }, 'emitAnswer'] },
-        onError: { target: 'failed', actions: 'assignActorError' },
+        onError: { target: 'failed', actions: ['assignActorError', 'logFailure'] },
       },
     },
     tools: {
@@ -483,9 +545,9 @@ export const jobMachine = setup({
             input: ({ context }) => {
               const c = context.classification;
               // The user's yes writes the draft they were shown, whatever a model might say.
-              if (c?.action === 'confirmDraft') return { tool: 'calendar', operation: 'create_confirmed', params: context.draft ?? {} };
+              if (c?.action === 'confirmDraft') return { jobId: context.jobId, tool: 'calendar', operation: 'create_confirmed', params: context.draft ?? {} };
               const tool = c?.action === 'tools' ? c : { tool: '', operation: '', params: {} };
-              return { tool: tool.tool, operation: tool.operation, params: tool.params };
+              return { jobId: context.jobId, tool: tool.tool, operation: tool.operation, params: tool.params };
             },
             onDone: [
               { guard: 'toolFailed', target: '#job.failed', actions: ['assignToolOutcome', 'assignToolError'] },
@@ -496,7 +558,7 @@ export const jobMachine = setup({
               { guard: 'isEmptyToolResult', target: 'answered', actions: ['assignToolOutcome', 'assignToolSummary'] },
               { target: 'phrasing', actions: ['assignToolOutcome', 'emitSources'] },
             ],
-            onError: { target: '#job.failed', actions: 'assignToolActorError' },
+            onError: { target: '#job.failed', actions: ['assignToolActorError', 'logFailure'] },
           },
         },
         savingDraft: {
@@ -505,7 +567,7 @@ export const jobMachine = setup({
             src: 'saveDraft',
             input: ({ context }) => ({ jobId: context.jobId, conversationId: context.conversationId, draft: context.draft ?? {} }),
             onDone: { target: 'answered', actions: 'emitConfirm' },
-            onError: { target: '#job.failed', actions: 'assignActorError' },
+            onError: { target: '#job.failed', actions: ['assignActorError', 'logFailure'] },
           },
         },
         clearingDraft: {
@@ -514,7 +576,7 @@ export const jobMachine = setup({
             src: 'clearDraft',
             input: ({ context }) => ({ jobId: context.jobId, conversationId: context.conversationId }),
             onDone: 'answered',
-            onError: { target: '#job.failed', actions: 'assignActorError' },
+            onError: { target: '#job.failed', actions: ['assignActorError', 'logFailure'] },
           },
         },
         phrasing: {
@@ -544,13 +606,27 @@ export const jobMachine = setup({
     },
     route: {
       entry: [{ type: 'setBranch', params: { branch: 'route' } }, 'emitRewrite'],
-      initial: 'checkLoad',
+      initial: 'checkHealth',
       states: {
-        checkLoad: {
-          always: [
-            { guard: 'reasonerBusy', target: 'streaming', actions: { type: 'emitProcessing', params: { key: 'reasonerBusy' } } },
-            { target: 'streaming' },
-          ],
+        // A reasoner known to be down is not called; a busy one gets a notice first.
+        checkHealth: {
+          invoke: {
+            id: 'readHealth',
+            src: 'readHealth',
+            input: ({ context }) => ({ backend: context.roles.reasoner }),
+            onDone: [
+              {
+                guard: and(['isReportedDown', 'canFallBack']),
+                target: 'fallback',
+                actions: { type: 'emitProcessing', params: { key: 'switchingModel' } },
+              },
+              { guard: 'isReportedDown', target: '#job.failed', actions: 'assignReportedDown' },
+              { guard: 'isReportedBusy', target: 'streaming', actions: { type: 'emitProcessing', params: { key: 'reasonerBusy' } } },
+              { target: 'streaming' },
+            ],
+            // Health that cannot be read is no reason not to try.
+            onError: 'streaming',
+          },
         },
         streaming: {
           entry: [{ type: 'emitProcessing', params: { key: 'generating' } }, { type: 'useModel', params: { role: 'reasoner' } }],
@@ -561,7 +637,7 @@ export const jobMachine = setup({
           initial: 'waiting',
           states: { waiting: STREAM_HEARTBEAT },
           on: {
-            'infer.chunk': { actions: ['appendChunk', 'emitChunk'] },
+            'infer.chunk': { target: '.waiting', actions: ['appendChunk', 'emitChunk'] },
             'infer.done': '#job.complete',
             'infer.error': [
               { guard: 'canFallBack', target: 'fallback', actions: { type: 'emitProcessing', params: { key: 'switchingModel' } } },

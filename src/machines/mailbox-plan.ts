@@ -2,7 +2,8 @@ import type { AnyActorRef } from 'xstate';
 import type { ChatRequest, ChatResult } from '../actors/inference/types.js';
 import type { ErrorInfo } from '../errors.js';
 import type { BackendReply, InferRequestEvent, RequestKind } from './backend-protocol.js';
-import { positionOf, takeNext, type RequestQueue } from './request-queue.js';
+import { announcesMove } from './queue-position.js';
+import { positionOf, servingOrder, takeNext, type RequestQueue } from './request-queue.js';
 
 /**
  * One of a backend's `concurrency` slots. `running` serves a request; `draining` holds the slot while an
@@ -73,9 +74,25 @@ export function slotOf(state: MailboxState, requestId: string): number {
 }
 
 /**
- * Fills idle slots from the queue. With `arrived`, the request that just joined the queue is told its
- * place when it has to wait. Pure: the machine applies the plan with one assign and its sends, so each
- * mailbox event is a single cheap transition.
+ * Tells the waiting requests whose place changed to one that matters (see `queue-position.ts`) after
+ * `moved` requests ahead of them left the line (served or cancelled). `from` is the 1-based place where
+ * the line changed: only those behind it moved.
+ */
+export function announceMoves(queue: RequestQueue, now: number, maxBackgroundWaitMs: number, moved: number, from: number, out: Outgoing[]): void {
+  if (moved === 0) return;
+  const order = servingOrder(queue, now, maxBackgroundWaitMs);
+  for (let index = from - 1; index < order.length; index++) {
+    const { event } = order[index] as (typeof order)[number];
+    const place = index + 1;
+    if (announcesMove(place + moved, place)) out.push({ to: event.replyTo, event: { type: 'infer.queued', requestId: event.requestId, position: place } });
+  }
+}
+
+/**
+ * Fills idle slots from the queue; the requests still waiting are told their new place when it matters.
+ * With `arrived`, the request that just joined the queue is told its place when it has to wait. Pure:
+ * the machine applies the plan with one assign and its sends, so each mailbox event is a single cheap
+ * transition.
  */
 export function planDispatch(
   state: MailboxState,
@@ -88,6 +105,7 @@ export function planDispatch(
   if (waiting === 0) return { state, out };
   let queue = state.queue;
   let slots = state.slots;
+  let served = 0;
   const perfNow = performance.now();
   for (let index = 0; index < slots.length; index++) {
     if (slots[index]?.status !== 'idle') continue;
@@ -103,12 +121,15 @@ export function planDispatch(
       startedAt: perfNow,
       firstByteAt: null,
     });
+    served += 1;
     out.push({ to: event.replyTo, event: { type: 'infer.started', requestId: event.requestId } });
     out.push({ to: index, event: { type: 'call.start', requestId: event.requestId, kind: event.kind, request: event.request, replyTo: event.replyTo } });
   }
   if (arrived !== undefined) {
     const position = positionOf(queue, arrived.requestId, now, maxBackgroundWaitMs);
     if (position !== undefined) out.push({ to: arrived.replyTo, event: { type: 'infer.queued', requestId: arrived.requestId, position } });
+  } else {
+    announceMoves(queue, now, maxBackgroundWaitMs, served, 1, out);
   }
   return { state: { queue, slots }, out };
 }

@@ -64,6 +64,18 @@ export function takeNext(queue: RequestQueue, now: number, maxBackgroundWaitMs: 
   return { queue: { ...queue, foreground: queue.foreground.slice(1) }, next: queue.foreground[0] };
 }
 
+/** Every waiting request in the order they would be served if nothing else arrived. */
+export function servingOrder(queue: RequestQueue, now: number, maxBackgroundWaitMs: number): QueuedRequest[] {
+  const order: QueuedRequest[] = [];
+  let fi = 0;
+  let bi = 0;
+  while (fi < queue.foreground.length || bi < queue.background.length) {
+    const entry = backgroundFirst(queue, fi, bi, now, maxBackgroundWaitMs) ? queue.background[bi++] : queue.foreground[fi++];
+    if (entry !== undefined) order.push(entry);
+  }
+  return order;
+}
+
 /** A waiting request's 1-based place in the order requests would be served if nothing else arrived. */
 export function positionOf(queue: RequestQueue, requestId: string, now: number, maxBackgroundWaitMs: number): number | undefined {
   let fi = 0;

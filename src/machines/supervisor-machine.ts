@@ -10,6 +10,8 @@ import {
   type JobSpec,
 } from './conversation-machine.js';
 import { jobMachine, type JobFinishedEvent, type JobInput, type JobOutcome, type JobSinkEvent } from './job-machine.js';
+import { emptyLine, join, remove, servingOrder, take, type FairLine } from './fair-line.js';
+import { announcesMove } from './queue-position.js';
 import { ShardedMap } from './sharded-map.js';
 
 /** What every job shares: roles, fallback, the sink and the toolkit. */
@@ -43,8 +45,8 @@ interface SupervisorContext extends SupervisorInput {
   activeCount: number;
   /** Conversations with a live actor (`conversation:<id>`), with how many of their jobs are not finished. */
   conversations: ShardedMap<number>;
-  /** Jobs whose conversation's turn has come, waiting for a place under `maxActiveJobs`, in order. */
-  parked: readonly JobSpec[];
+  /** Jobs whose conversation's turn has come, waiting for a place under `maxActiveJobs`: fair across owners. */
+  parked: FairLine<JobSpec>;
 }
 
 /** `/status`'s job counts: running, and accepted but not running (behind a conversation or the cap). */
@@ -121,8 +123,10 @@ export const supervisorMachine = setup({
         startJob(context, spec, enqueue, self);
         return;
       }
-      enqueue.assign({ parked: [...context.parked, spec], jobs: withJob(context, spec.jobId, spec.conversationId, 'parked') });
-      enqueue.sendTo(context.jobDefaults.sink, sinkEvent(spec.jobId, { event: 'queued', data: { position: context.parked.length + 1 } }));
+      const parked = join(context.parked, spec);
+      enqueue.assign({ parked, jobs: withJob(context, spec.jobId, spec.conversationId, 'parked') });
+      const position = servingOrder(parked).findIndex((waiting) => waiting.jobId === spec.jobId) + 1;
+      enqueue.sendTo(context.jobDefaults.sink, sinkEvent(spec.jobId, { event: 'queued', data: { position } }));
     }),
     tellWaiting: enqueueActions(({ context, event, enqueue }) => {
       if (event.type === 'conversation.waiting') {
@@ -136,6 +140,8 @@ export const supervisorMachine = setup({
       if (event.type !== 'job.finished') return;
       finishJob(context, event.jobId, enqueue, self);
     }),
+    /** A job actor crashed (a bug): logged once with its stack by the runtime's implementation. */
+    reportCrash: (_: { event: SupervisorEvent }) => undefined,
     /** A job actor crashed: it could not send its terminal event, so the supervisor sends one for it. */
     failCrashedJob: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'pool.failed') return;
@@ -157,15 +163,12 @@ export const supervisorMachine = setup({
       if (job.phase === 'active') {
         enqueue.sendTo('pool', { type: 'pool.send', id: jobActorId(event.jobId), event: { type: 'cancel' } } satisfies SupervisorPoolCommand);
       } else if (job.phase === 'parked') {
-        const at = context.parked.findIndex((spec) => spec.jobId === event.jobId);
-        const parked = context.parked.toSpliced(at, 1);
+        const { line: parked } = remove(context.parked, (spec) => spec.jobId === event.jobId);
         enqueue.assign({ parked, ...withoutJob(context, event.jobId) });
         enqueue.sendTo(context.jobDefaults.sink, sinkEvent(event.jobId, { event: 'cancelled', data: {} }, CANCELLED_OUTCOME));
         // Its conversation let it go first: tell it the turn is over.
         tellConversation(enqueue, job.conversationId, { type: 'conversation.jobFinished', jobId: event.jobId });
-        parked.slice(at).forEach((rest, offset) =>
-          enqueue.sendTo(context.jobDefaults.sink, sinkEvent(rest.jobId, { event: 'queued', data: { position: at + offset + 1 } })),
-        );
+        announceMoves(context.parked, parked, enqueue, context.jobDefaults.sink);
       } else {
         // Behind its conversation: the conversation drops it and says so (`conversation.dropped`).
         tellConversation(enqueue, job.conversationId, { type: 'conversation.cancel', jobId: event.jobId });
@@ -183,7 +186,7 @@ export const supervisorMachine = setup({
           tellConversation(enqueue, job.conversationId, { type: 'conversation.cancel', jobId });
         }
       }
-      enqueue.assign({ parked: [], ...books });
+      enqueue.assign({ parked: emptyLine(), ...books });
     }),
     /** Any other member's crash is a bug: the supervisor fails with it (the runtime logs it). */
     rethrow: ({ event }) => {
@@ -199,7 +202,7 @@ export const supervisorMachine = setup({
   },
 }).createMachine({
   id: 'supervisor',
-  context: ({ input }) => ({ ...input, jobs: ShardedMap.empty(), activeCount: 0, conversations: ShardedMap.empty(), parked: [] }),
+  context: ({ input }) => ({ ...input, jobs: ShardedMap.empty(), activeCount: 0, conversations: ShardedMap.empty(), parked: emptyLine<JobSpec>() }),
   invoke: { id: 'pool', src: 'pool' },
   on: {
     submit: { actions: 'accept' },
@@ -207,7 +210,7 @@ export const supervisorMachine = setup({
     'conversation.waiting': { actions: 'tellWaiting' },
     'conversation.dropped': { actions: 'tellWaiting' },
     'job.finished': { actions: 'finishJob' },
-    'pool.failed': [{ guard: 'isJobCrash', actions: 'failCrashedJob' }, { actions: 'rethrow' }],
+    'pool.failed': [{ guard: 'isJobCrash', actions: ['reportCrash', 'failCrashedJob'] }, { actions: 'rethrow' }],
     'conversation.idle': { actions: 'stopIdleConversation' },
     cancel: { actions: 'cancelJob' },
     cancelAll: { actions: 'cancelAll' },
@@ -253,12 +256,24 @@ function finishJob(context: SupervisorContext, jobId: string, enqueue: Enqueuer,
   enqueue.sendTo('pool', { type: 'pool.stop', id: jobActorId(jobId) });
   tellConversation(enqueue, job.conversationId, { type: 'conversation.jobFinished', jobId });
   const after: SupervisorContext = { ...context, ...withoutJob(context, jobId), activeCount: context.activeCount - 1 };
-  const [next, ...rest] = context.parked;
+  const { line: rest, item: next } = take(context.parked);
   if (next === undefined) {
     enqueue.assign({ jobs: after.jobs, conversations: after.conversations, activeCount: after.activeCount });
     return;
   }
   enqueue.assign({ parked: rest, conversations: after.conversations });
   startJob(after, next, enqueue, supervisor);
-  rest.forEach((spec, index) => enqueue.sendTo(context.jobDefaults.sink, sinkEvent(spec.jobId, { event: 'queued', data: { position: index + 1 } })));
+  announceMoves(context.parked, rest, enqueue, context.jobDefaults.sink);
+}
+
+/**
+ * Tells the parked jobs whose place changed to one that matters (see `queue-position.ts`): one line of
+ * 2000 costs a few events per job, not one per dispatch for every waiter.
+ */
+function announceMoves(before: FairLine<JobSpec>, after: FairLine<JobSpec>, enqueue: Pick<Enqueuer, 'sendTo'>, sink: JobDefaults['sink']): void {
+  const previous = new Map(servingOrder(before).map((spec, index) => [spec.jobId, index + 1]));
+  servingOrder(after).forEach((spec, index) => {
+    const was = previous.get(spec.jobId);
+    if (was !== undefined && announcesMove(was, index + 1)) enqueue.sendTo(sink, sinkEvent(spec.jobId, { event: 'queued', data: { position: index + 1 } }));
+  });
 }

@@ -46,6 +46,8 @@ export const localeMessagesSchema = z.strictObject({
     noAnswer: text,
     internal: text,
     backendUnavailable: text,
+    modelMissing: text,
+    answerTooLong: text,
     storeUnavailable: text,
     interrupted: text,
     cancelled: text,

@@ -18,10 +18,14 @@ export interface BackendStatus {
   source: LoadSource;
   queue: { waiting: number; running: number };
   healthMs: number;
+  /** Why it is down (`backend_unavailable`, `backend_timeout`, `model_missing`, …); only when `down`. */
+  reason?: string;
 }
 
 export interface BackendRegistryDeps {
   log: Logger;
+  /** The longest answer read from a model (`limits.answerChars`); beyond it a call ends `answer_too_long`. */
+  maxAnswerChars?: number;
   /** Builds the client of a backend; tests may wrap the real one. */
   createClient?: (name: string, config: BackendConfig) => InferenceClient;
 }
@@ -33,7 +37,9 @@ export function readBackendStatus(actor: BackendActor, now = Date.now()): Backen
   const state = health.matches('up') ? 'up' : health.matches('down') ? 'down' : 'unknown';
   const queue = { waiting: queueSize(context.queue), running: countBusySlots(context) };
   const { load, source } = estimateLoad(health.context.measures, queue, now);
-  return { state, load, source, queue, healthMs: health.context.measures.healthMs };
+  const status: BackendStatus = { state, load, source, queue, healthMs: health.context.measures.healthMs };
+  if (state === 'down') status.reason = health.context.lastProbeError ?? 'backend_unavailable';
+  return status;
 }
 
 /**
@@ -46,8 +52,8 @@ export class BackendRegistry {
   constructor(backends: Readonly<Record<string, BackendConfig>>, deps: BackendRegistryDeps) {
     for (const [name, config] of Object.entries(backends)) {
       const log = deps.log.child({ backend: name });
-      const client = deps.createClient?.(name, config) ?? createOpenAIClient(clientOptions(config));
-      const machine = provideBackendMachine({ client, probeTimeoutMs: Math.min(10_000, config.healthIntervalMs) });
+      const client = deps.createClient?.(name, config) ?? createOpenAIClient({ ...clientOptions(config), ...(deps.maxAnswerChars === undefined ? {} : { maxAnswerChars: deps.maxAnswerChars }) });
+      const machine = provideBackendMachine({ client, model: config.model, probeTimeoutMs: Math.min(10_000, config.healthIntervalMs) });
       const actor = createActor(machine, {
         id: `backend:${name}`,
         input: {
@@ -60,7 +66,10 @@ export class BackendRegistry {
       // An unobserved actor error would be an uncaught exception: log it instead.
       actor.subscribe({ error: (error) => log.error({ err: error }, 'backend actor failed') });
       actor.on('backend.up', (event) => log.info({ healthMs: event.healthMs }, 'backend up'));
-      actor.on('backend.down', (event) => log.warn({ reason: event.reason }, 'backend down'));
+      // A missing model is a configuration to fix: the line names it (the operator's own config, not user data).
+      actor.on('backend.down', (event) =>
+        log.warn({ reason: event.reason, ...(event.reason === 'model_missing' ? { model: config.model } : {}) }, event.reason === 'model_missing' ? `backend down: the server does not list the model "${config.model}"` : 'backend down'),
+      );
       this.actors.set(name, actor);
     }
   }

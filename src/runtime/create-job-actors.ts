@@ -3,7 +3,7 @@ import { fromCallback, fromPromise } from 'xstate';
 import type { Store } from '../actors/store/store.js';
 import { historyBefore } from '../jobs/history-before.js';
 import type { BackendReply, InferCancelEvent, InferRequestEvent } from '../machines/backend-protocol.js';
-import type { ConversationContext, DraftInput, InferInput, ToolInput, ToolOutcome } from '../machines/job-machine.js';
+import type { BackendHealth, ConversationContext, DraftInput, InferInput, ToolInput, ToolOutcome } from '../machines/job-machine.js';
 import type { BackendRegistry } from './backend-registry.js';
 
 /** Runs one tool call; never throws (failures are outcomes with a sanitized reason). */
@@ -83,5 +83,12 @@ export function createJobActors(deps: JobActorsDeps) {
 
   const describeStatus = fromPromise<string, { locale: string }>(async ({ input }) => deps.describeStatus(input.locale));
 
-  return { loadConversation, infer, runTool, saveDraft, clearDraft, describeStatus };
+  /** The backend's liveness and load as they are now: the job branches on this read, not on live state. */
+  const readHealth = fromPromise<BackendHealth, { backend: string }>(async ({ input }) => {
+    const status = backends.status()[input.backend];
+    if (status === undefined) return { state: 'down', load: 'idle', reason: 'backend_unavailable' };
+    return { state: status.state, load: status.load, ...(status.reason === undefined ? {} : { reason: status.reason }) };
+  });
+
+  return { loadConversation, infer, runTool, saveDraft, clearDraft, describeStatus, readHealth };
 }

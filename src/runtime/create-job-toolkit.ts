@@ -4,7 +4,6 @@ import { preRoute } from '../jobs/pre-route.js';
 import type { JobMessageKey, JobToolkit } from '../machines/job-machine.js';
 import type { Prompts } from '../prompts/load-prompts.js';
 import { fillTemplate, type Messages } from '../prompts/messages.js';
-import type { BackendRegistry } from './backend-registry.js';
 
 const MESSAGE_PATHS: Record<JobMessageKey, (m: Messages) => string> = {
   analysing: (m) => m.processing.analysing,
@@ -19,20 +18,21 @@ const MESSAGE_PATHS: Record<JobMessageKey, (m: Messages) => string> = {
   confirmPrompt: (m) => m.draft.confirm,
   emptyAnswer: (m) => m.errors.noAnswer,
   backendUnavailable: (m) => m.errors.backendUnavailable,
+  modelMissing: (m) => m.errors.modelMissing,
+  answerTooLong: (m) => m.errors.answerTooLong,
   storeUnavailable: (m) => m.errors.storeUnavailable,
   internalError: (m) => m.errors.internal,
 };
 
-/** The job machine's toolkit: composed prompts, fixed sentences, pre-route rules, clock and load. */
+/** The job machine's toolkit: composed prompts, fixed sentences, pre-route rules and clock. */
 export function createJobToolkit(options: {
   config: Config;
   prompts: Prompts;
   messages: Messages;
-  backends: BackendRegistry;
   now: () => Date;
   reasonerTurns: number;
 }): JobToolkit {
-  const { config, prompts, messages, backends, now } = options;
+  const { config, prompts, messages, now } = options;
   const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   return {
     systemPrompt: (task) => prompts.systemPrompt(task),
@@ -42,10 +42,6 @@ export function createJobToolkit(options: {
     now,
     timeZone,
     locale: config.persona.locale,
-    isBusy: (backend) => {
-      const load = backends.status()[backend]?.load;
-      return load === 'busy' || load === 'very_busy';
-    },
     historyBounds: { turns: config.limits.turns, totalChars: config.limits.totalChars },
     reasonerTurns: options.reasonerTurns,
   };

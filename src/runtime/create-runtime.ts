@@ -66,7 +66,7 @@ type SupervisorActor = Actor<typeof supervisorMachine>;
 export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const { log } = deps;
   const now = deps.now ?? (() => new Date());
-  const backends = new BackendRegistry(config.backends, deps);
+  const backends = new BackendRegistry(config.backends, { ...deps, maxAnswerChars: config.limits.answerChars });
   let opened: OpenedStore | undefined;
   let hub: JobEventHub | undefined;
   let supervisor: SupervisorActor | undefined;
@@ -132,7 +132,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       { id: 'job-events' },
     ).start();
 
-    const tools = createToolRunner({ store, config, messages, now });
+    const tools = createToolRunner({ store, config, messages, now, log });
     const jobActors = createJobActors({
       store,
       backends,
@@ -143,10 +143,26 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       now,
     });
     const machine = supervisorMachine.provide({
+      actions: {
+        reportCrash: ({ event }) => {
+          if (event.type !== 'pool.failed') return;
+          // Our bug, not user data: the stack is what fixes it.
+          log.error({ jobId: event.id.replace(/^job:/, ''), reason: 'internal', err: event.error }, 'a job crashed');
+        },
+      },
       actors: {
         pool: createActorPool(
           {
-            job: jobMachine.provide({ actors: jobActors, ...(deps.delays ? { delays: deps.delays } : {}) }),
+            job: jobMachine.provide({
+              actors: jobActors,
+              actions: {
+                logFailure: ({ context, event }) => {
+                  const error = (event as { error?: unknown }).error;
+                  log.error({ jobId: context.jobId, reason: toErrorInfo(error).reason, err: error }, 'a job step failed');
+                },
+              },
+              ...(deps.delays ? { delays: deps.delays } : {}),
+            }),
             conversation: conversationMachine,
           },
           deps.inspect ? { inspect: deps.inspect } : {},
@@ -163,7 +179,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
           roles: config.roles,
           fallbackToClassifier: config.fallback.reasonerToClassifier,
           sink,
-          toolkit: createJobToolkit({ config, prompts, messages, backends, now, reasonerTurns: REASONER_TURNS }),
+          toolkit: createJobToolkit({ config, prompts, messages, now, reasonerTurns: REASONER_TURNS }),
         },
       },
     });
@@ -228,6 +244,10 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       const owner = await logStoreFailure(store.conversationOwner(input.conversationId), 'could not look up a conversation');
       if (owner !== input.owner) throw new SubmitRejected('unknown_conversation', 'no such conversation');
     }
+    // One owner's backlog is bounded; beyond it the client is told to wait for answers.
+    if (events.liveCountOf(input.owner) >= config.limits.pendingJobsPerOwner) {
+      throw new SubmitRejected('rate_limited', `${config.limits.pendingJobsPerOwner} messages are already waiting for answers; wait for some to finish`);
+    }
     const text = storableText(input.text);
     const jobId = randomUUID();
     const conversationId = input.conversationId ?? randomUUID();
@@ -246,7 +266,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     // The job starts while its message is being written: the classifier call overlaps the write. The
     // events of its start (`ack`, `processing`) join the accept in the same statement (the writer waits
     // for the end of this turn), and reach subscribers only once journaled, so never before `accepted`.
-    jobs.send({ type: 'submit', spec: { jobId, conversationId, text, mode } });
+    jobs.send({ type: 'submit', spec: { jobId, owner: input.owner, conversationId, text, mode } });
     try {
       await accepted;
     } catch (error) {
@@ -279,7 +299,18 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   ): Promise<Unsubscribe | null> => {
     const { hub: events } = requireStarted();
     if ((await logStoreFailure(ownerOf(jobId), 'could not look up a job', jobId)) !== owner) return null;
-    return logStoreFailure(events.subscribe(jobId, afterSeq, listener), 'could not replay a job', jobId);
+    let delivered = 0;
+    const { unsubscribe, ended } = await logStoreFailure(
+      events.subscribe(jobId, afterSeq, (event) => {
+        delivered += 1;
+        listener(event);
+      }),
+      'could not replay a job',
+      jobId,
+    );
+    // Nothing after `afterSeq` will ever come: say so rather than hold a subscription that never ends.
+    if (ended && delivered === 0) throw new SubmitRejected('bad_request', `the job has ended and has no events after seq ${afterSeq}`);
+    return unsubscribe;
   };
 
   const health = async (): Promise<HealthBody> => {

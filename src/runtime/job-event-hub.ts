@@ -9,6 +9,12 @@ import { storableData, storableText } from '../storable-text.js';
 
 type Listener = (event: JobEvent) => void;
 
+/**
+ * The longest `result` event, in characters: a longer chunk (a model's whole answer in one piece, say) is
+ * sent as several events, so no single frame or journal row grows with the answer.
+ */
+export const MAX_RESULT_CHARS = 16 * 1024;
+
 interface LiveJob {
   owner: string;
   conversationId: string;
@@ -54,6 +60,8 @@ export class JobEventHub {
    * from here, ending included, until the journal has it.
    */
   private readonly repairing = new Map<string, LiveJob>();
+  /** Live jobs per owner, for the per-owner cap. */
+  private readonly perOwner = new Map<string, number>();
   private readonly idle: Array<() => void> = [];
 
   constructor(
@@ -69,6 +77,7 @@ export class JobEventHub {
   open(jobId: string, owner: string, conversationId: string, accepted: Promise<void>): void {
     const job: LiveJob = { owner, conversationId, seq: 0, listeners: new Set(), events: [], ended: false, accepted, acceptedOk: false };
     this.live.set(jobId, job);
+    this.perOwner.set(owner, (this.perOwner.get(owner) ?? 0) + 1);
     accepted.then(
       () => (job.acceptedOk = true),
       () => this.discard(jobId, job),
@@ -84,6 +93,11 @@ export class JobEventHub {
     return this.live.size;
   }
 
+  /** Jobs of `owner` accepted (or being accepted) and not ended. */
+  liveCountOf(owner: string): number {
+    return this.perOwner.get(owner) ?? 0;
+  }
+
   /** Resolves when no job is live any more. */
   whenIdle(): Promise<void> {
     if (this.live.size === 0) return Promise.resolve();
@@ -91,6 +105,14 @@ export class JobEventHub {
   }
 
   publish(jobId: string, payload: JobEventPayload, outcome?: JobOutcome): void {
+    if (payload.event === 'result' && payload.data.content.length > MAX_RESULT_CHARS) {
+      for (const piece of pieces(payload.data.content, MAX_RESULT_CHARS)) this.publishOne(jobId, { event: 'result', data: { content: piece } });
+      return;
+    }
+    this.publishOne(jobId, payload, outcome);
+  }
+
+  private publishOne(jobId: string, payload: JobEventPayload, outcome?: JobOutcome): void {
     const job = this.live.get(jobId);
     if (job === undefined || job.ended) return;
     job.seq += 1;
@@ -111,9 +133,11 @@ export class JobEventHub {
 
   /**
    * Replays after `afterSeq`, then delivers live events until the terminal one. A live job replays from
-   * memory; an ended one (or one of an earlier run) from the journal.
+   * memory; an ended one (or one of an earlier run) from the journal. Resolves with `ended: true` when
+   * nothing more will ever come (the job has ended and everything after `afterSeq` was delivered), so
+   * the caller can let go at once — also when `afterSeq` is past the job's end.
    */
-  async subscribe(jobId: string, afterSeq: number, listener: Listener): Promise<() => void> {
+  async subscribe(jobId: string, afterSeq: number, listener: Listener): Promise<{ unsubscribe: () => void; ended: boolean }> {
     const job = this.live.get(jobId) ?? this.repairing.get(jobId);
     if (job) {
       // Live: everything it has committed is in memory. Replay and attach in one synchronous step.
@@ -124,8 +148,10 @@ export class JobEventHub {
         listener(event);
       };
       for (const event of job.events) deliver(event);
+      const ended = job.events.some((event) => isTerminal(event.event));
+      if (ended) return { unsubscribe: () => undefined, ended };
       job.listeners.add(deliver);
-      return () => job.listeners.delete(deliver);
+      return { unsubscribe: () => job.listeners.delete(deliver), ended };
     }
     // Ended (here or in an earlier run): the journal has all of it, terminal event included.
     let last = afterSeq;
@@ -134,13 +160,13 @@ export class JobEventHub {
       last = stored.seq;
       listener({ jobId, ...stored, event: stored.event as JobEvent['event'] });
     }
-    return () => undefined;
+    return { unsubscribe: () => undefined, ended: true };
   }
 
   private committed(jobId: string, job: LiveJob, event: JobEvent, outcome: JobOutcome | undefined): void {
     if (this.live.get(jobId) !== job) return;
     this.deliver(job, event);
-    if (isTerminal(event.event)) this.end(jobId, outcome ?? defaultOutcome(event));
+    if (isTerminal(event.event)) this.end(jobId, job, outcome ?? defaultOutcome(event));
   }
 
   /** A job's event could not be journaled: the job ends there (see the class comment). */
@@ -163,7 +189,7 @@ export class JobEventHub {
       .finally(() => {
         if (this.repairing.get(jobId) === job) this.repairing.delete(jobId);
       });
-    this.end(jobId, outcome);
+    this.end(jobId, job, outcome);
   }
 
   /**
@@ -174,7 +200,7 @@ export class JobEventHub {
   private discard(jobId: string, job: LiveJob): void {
     if (this.live.get(jobId) !== job) return;
     job.ended = true;
-    this.live.delete(jobId);
+    this.forget(jobId, job);
     this.journal.erase(jobId).catch((error: unknown) => this.log.error({ jobId, reason: 'store_unavailable', err: error }, 'could not remove a job whose accept failed'));
     this.notifyIdle();
   }
@@ -184,8 +210,15 @@ export class JobEventHub {
     for (const listener of job.listeners) listener(event);
   }
 
-  private end(jobId: string, outcome: JobOutcome): void {
+  private forget(jobId: string, job: LiveJob): void {
     this.live.delete(jobId);
+    const count = (this.perOwner.get(job.owner) ?? 1) - 1;
+    if (count > 0) this.perOwner.set(job.owner, count);
+    else this.perOwner.delete(job.owner);
+  }
+
+  private end(jobId: string, job: LiveJob, outcome: JobOutcome): void {
+    this.forget(jobId, job);
     this.hooks.onEnded(jobId, outcome);
     this.notifyIdle();
   }
@@ -201,4 +234,17 @@ function defaultOutcome(event: JobEvent): JobOutcome {
   const status = event.event === 'done' ? 'done' : event.event === 'cancelled' ? 'cancelled' : 'error';
   const reason = status === 'error' && typeof event.data['reason'] === 'string' ? event.data['reason'] : status === 'error' ? 'internal' : null;
   return { status, branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason, answer: null };
+}
+
+/** `text` in pieces of at most `size` characters, never splitting a surrogate pair. */
+function pieces(text: string, size: number): string[] {
+  const out: string[] = [];
+  for (let at = 0; at < text.length; ) {
+    let end = Math.min(text.length, at + size);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end -= 1;
+    out.push(text.slice(at, end));
+    at = end;
+  }
+  return out;
 }

@@ -42,7 +42,7 @@ export type HealthBody = { ok: true } | { ok: false; reason: string };
  */
 export class SubmitRejected extends Error {
   constructor(
-    readonly code: 'bad_request' | 'too_large' | 'unknown_mode' | 'unknown_conversation' | 'shutting_down',
+    readonly code: 'bad_request' | 'too_large' | 'unknown_mode' | 'unknown_conversation' | 'rate_limited' | 'shutting_down',
     message: string,
   ) {
     super(message);
@@ -68,7 +68,8 @@ export interface Runtime {
   /**
    * Replays the stored events of a job of `owner` with `seq > afterSeq`, then delivers live events until
    * the terminal one (inclusive), in order, each exactly once. Resolves with an unsubscribe function, or
-   * null for an unknown job. Works for jobs of earlier runs (replay only).
+   * null for an unknown job. Works for jobs of earlier runs (replay only). Throws `SubmitRejected`
+   * (`bad_request`) when the job has ended and nothing comes after `afterSeq`.
    */
   subscribe(jobId: string, owner: string, afterSeq: number, listener: (event: JobEvent) => void): Promise<Unsubscribe | null>;
   status(): StatusBody;

@@ -24,7 +24,7 @@ export function startBackendActor(fake: FakeBackend, options: TestBackendOptions
     streamDeadlineMs: 10_000,
     ...options.client,
   });
-  const machine = provideBackendMachine({ client, probeTimeoutMs: options.probeTimeoutMs ?? 1_000 });
+  const machine = provideBackendMachine({ client, model: 'fake-model', probeTimeoutMs: options.probeTimeoutMs ?? 1_000 });
   const errors: unknown[] = [];
   const actor = createActor(machine, {
     input: {

@@ -61,7 +61,7 @@ export function childConfig(
   extra: { backend?: Record<string, unknown>; [key: string]: unknown } = {},
 ): Record<string, unknown> {
   const { backend: backendExtra = {}, ...rest } = extra;
-  const backend = (fake: { baseUrl: string }) => ({ baseUrl: fake.baseUrl, model: 'm', healthIntervalMs: 60_000, ...backendExtra });
+  const backend = (fake: { baseUrl: string }) => ({ baseUrl: fake.baseUrl, model: 'fake-model', healthIntervalMs: 60_000, ...backendExtra });
   return {
     server: { host: '127.0.0.1', port: 0 },
     database: { dataDir: join(dir, 'data') },

@@ -17,7 +17,6 @@ export function testToolkit(prompts: Prompts, message: (key: JobMessageKey) => s
     now: () => new Date('2026-11-21T12:00:00Z'),
     timeZone,
     locale: 'en',
-    isBusy: () => false,
     historyBounds: { turns: 40, totalChars: 32_000 },
     reasonerTurns: 10,
   };

@@ -9,6 +9,8 @@ import type { InferenceClient } from './types.js';
 
 export interface InferenceActorsDeps {
   client: InferenceClient;
+  /** The model the backend is configured for: a server that does not list it is down (`model_missing`). */
+  model: string;
   /** Upper bound on one health probe (models list plus status). */
   probeTimeoutMs: number;
   /** Upper bound on one inference ping; a ping that takes this long counts as this latency. */
@@ -24,7 +26,7 @@ const PROGRESS_EVERY_MS = 1_000;
  * The side-effecting actors of a backend machine, closed over one backend's client. The machine names them;
  * this factory is the only place that does I/O, always with the actor's abort signal.
  */
-export function createInferenceActors({ client, probeTimeoutMs, pingTimeoutMs = 30_000, drainGraceMs = 10_000 }: InferenceActorsDeps) {
+export function createInferenceActors({ client, model, probeTimeoutMs, pingTimeoutMs = 30_000, drainGraceMs = 10_000 }: InferenceActorsDeps) {
   /**
    * A slot's HTTP calls, one at a time: `call.start` begins one, `call.abort` aborts it; chunks go straight
    * to the requester, the outcome back to the backend. Long-lived so that a slot costs no actor per
@@ -116,12 +118,16 @@ export function createInferenceActors({ client, probeTimeoutMs, pingTimeoutMs = 
     };
   });
 
-  /** One health probe: `GET /models` timed, then the optional status API (whose failure is not a down). */
+  /**
+   * One health probe: `GET /models` timed (the configured model must be listed), then the optional status
+   * API (whose failure is not a down).
+   */
   const probeBackend = fromPromise<ProbeOutput, ProbeInput>(async ({ signal }) => {
     const bounded = AbortSignal.any([signal, AbortSignal.timeout(probeTimeoutMs)]);
     const started = performance.now();
     try {
-      await client.listModels(bounded);
+      const models = await client.listModels(bounded);
+      if (!models.includes(model)) throw new BackendUnavailableError('model_missing', `the server does not list the model "${model}"`);
     } catch (error) {
       if (error instanceof CancelledError && !signal.aborted) {
         throw new BackendUnavailableError('backend_timeout', 'health probe timed out');

@@ -9,6 +9,7 @@ import {
   BackendProtocolError,
   BackendRequestError,
   BackendUnavailableError,
+  AnswerTooLongError,
   CancelledError,
   StreamDeadlineError,
   SwitchboardError,
@@ -45,6 +46,11 @@ export interface OpenAIClientOptions {
   streamDeadlineMs?: number;
   /** Use this dispatcher instead of creating an `Agent`; the caller owns (and closes) it. */
   dispatcher?: Dispatcher;
+  /**
+   * The longest answer read, in characters (default 200000): beyond it a call fails with
+   * `answer_too_long` and the rest of the body is not read, streamed or not.
+   */
+  maxAnswerChars?: number;
 }
 
 /** `InferenceClient` plus the lifecycle of its connection pool. */
@@ -58,7 +64,12 @@ const DEFAULTS = {
   idleTimeoutMs: 60_000,
   timeoutMs: 120_000,
   streamDeadlineMs: 300_000,
+  maxAnswerChars: 200_000,
 } as const;
+
+/** JSON around an answer (and `\uXXXX` escapes, up to 6 bytes a character) may make a body this much larger. */
+const BODY_BYTES_PER_CHAR = 6;
+const BODY_OVERHEAD_BYTES = 64 * 1024;
 
 /**
  * After `data: [DONE]` the answer is complete; we still wait up to this long (or the idle timeout, if
@@ -79,7 +90,9 @@ export function createOpenAIClient(options: OpenAIClientOptions): OpenAIClient {
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
     timeoutMs,
     streamDeadlineMs: options.streamDeadlineMs ?? DEFAULTS.streamDeadlineMs,
+    maxAnswerChars: options.maxAnswerChars ?? DEFAULTS.maxAnswerChars,
   };
+  const maxBodyBytes = settings.maxAnswerChars * BODY_BYTES_PER_CHAR + BODY_OVERHEAD_BYTES;
   let ownAgent: Agent | undefined;
   let dispatcher: Dispatcher;
   if (options.dispatcher !== undefined) {
@@ -140,14 +153,20 @@ export function createOpenAIClient(options: OpenAIClientOptions): OpenAIClient {
     return guarded(signal, settings.timeoutMs, 'timeout', settings.firstByteTimeoutMs, async (guard) => {
       const response = await send(guard, target, body, jsonHeaders);
       guard.clearPhase();
-      return parseJson(await readText(response, guard, target), schema, target);
+      return parseJson(await readText(response, guard, target, maxBodyBytes, settings.maxAnswerChars), schema, target);
     });
   }
+
+  /** A completion whose content is within the limit. */
+  const checked = (result: ChatResult): ChatResult => {
+    if (result.content.length > settings.maxAnswerChars) throw new AnswerTooLongError(settings.maxAnswerChars);
+    return result;
+  };
 
   return {
     complete(chatRequest, signal) {
       const body = requestBody(settings.model, chatRequest, false);
-      return callJson(signal, chat, body, completionSchema).then(toChatResult);
+      return callJson(signal, chat, body, completionSchema).then(toChatResult).then(checked);
     },
 
     stream(chatRequest, { signal, onContent }: StreamOptions) {
@@ -158,11 +177,11 @@ export function createOpenAIClient(options: OpenAIClientOptions): OpenAIClient {
         if (contentType.includes('application/json')) {
           // Some servers ignore `stream: true` and answer in one piece; that is still a valid answer.
           guard.clearPhase();
-          const result = toChatResult(parseJson(await readText(response, guard, chat), completionSchema, chat));
+          const result = checked(toChatResult(parseJson(await readText(response, guard, chat, maxBodyBytes, settings.maxAnswerChars), completionSchema, chat)));
           if (result.content.length > 0) onContent(result.content);
           return result;
         }
-        return await readEventStream(response.body, guard, settings.idleTimeoutMs, chat, onContent);
+        return await readEventStream(response.body, guard, settings.idleTimeoutMs, chat, onContent, settings.maxAnswerChars);
       });
     },
 
@@ -188,6 +207,7 @@ interface Settings {
   idleTimeoutMs: number;
   timeoutMs: number;
   streamDeadlineMs: number;
+  maxAnswerChars: number;
 }
 
 interface Endpoint {
@@ -374,12 +394,25 @@ function discard(body: Body): void {
 
 function noop(): void {}
 
-async function readText(response: Dispatcher.ResponseData, guard: CallGuard, target: Endpoint): Promise<string> {
+/** The body as text, read up to `maxBytes`: a longer body is not read further (it is an answer too long). */
+async function readText(response: Dispatcher.ResponseData, guard: CallGuard, target: Endpoint, maxBytes: number, maxChars: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
   try {
-    return await response.body.text();
+    for await (const chunk of response.body) {
+      const buffer = chunk as Buffer;
+      bytes += buffer.byteLength;
+      if (bytes > maxBytes) {
+        response.body.destroy();
+        throw new AnswerTooLongError(maxChars);
+      }
+      chunks.push(buffer);
+    }
   } catch (error) {
+    if (error instanceof AnswerTooLongError) throw error;
     throw transportError(error, guard, 'after_headers', target);
   }
+  return Buffer.concat(chunks, bytes).toString('utf8');
 }
 
 function parseJson<T>(text: string, schema: z.ZodType<T>, target: Endpoint): T {
@@ -451,9 +484,10 @@ function readEventStream(
   idleTimeoutMs: number,
   target: Endpoint,
   onContent: (text: string) => void,
+  maxAnswerChars: number,
 ): Promise<ChatResult> {
   return new Promise<ChatResult>((resolve, reject) => {
-    const assembler = new StreamAssembler(target);
+    const assembler = new StreamAssembler(target, maxAnswerChars);
     let sawEvent = false;
     let done = false;
     let settled = false;
@@ -542,7 +576,10 @@ class StreamAssembler {
   private readonly tools: Array<ToolSlot | undefined> = [];
   private readonly target: Endpoint;
 
-  constructor(target: Endpoint) {
+  constructor(
+    target: Endpoint,
+    private readonly maxAnswerChars: number,
+  ) {
     this.target = target;
   }
 
@@ -599,6 +636,7 @@ class StreamAssembler {
       text = text.slice(0, -1);
     }
     if (text.length === 0) return;
+    if (this.content.length + text.length > this.maxAnswerChars) throw new AnswerTooLongError(this.maxAnswerChars);
     text = storableText(text);
     this.content += text;
     onContent(text);

@@ -31,7 +31,7 @@ export interface ToolRegistryOptions {
    * Told about exceptions thrown by an operation, which reach the caller only as `tool_failed`. For
    * logging; the error may hold message bodies, so log its type, not its text.
    */
-  onError?: (error: unknown, call: { tool: string; operation: string }) => void;
+  onError?: (error: unknown, call: { tool: string; operation: string; jobId?: string }) => void;
 }
 
 /** Runs tools. */
@@ -40,7 +40,7 @@ export interface ToolRegistry {
    * Runs `tool.operation(params)`. Never rejects. `signal` cancels the call (result `cancelled`); the
    * operation's own signal is also aborted at the timeout, so its I/O stops too.
    */
-  run(tool: string, operation: string, params: unknown, signal?: AbortSignal): Promise<ToolResult>;
+  run(tool: string, operation: string, params: unknown, signal?: AbortSignal, jobId?: string): Promise<ToolResult>;
   /** `tool.operation` names, for diagnostics and tests. */
   operations(): string[];
 }
@@ -58,7 +58,7 @@ export function createToolRegistry(options: ToolRegistryOptions): ToolRegistry {
   };
 
   return {
-    async run(tool, operation, params, signal) {
+    async run(tool, operation, params, signal, jobId) {
       // Own-property lookups only: a model naming `__proto__` or `toString` is an unknown tool.
       const definition = Object.hasOwn(tools, tool) ? tools[tool] : undefined;
       if (definition === undefined) return toolFailure('unknown_tool', messages.tools.unknownTool);
@@ -90,7 +90,7 @@ export function createToolRegistry(options: ToolRegistryOptions): ToolRegistry {
         const result = await Promise.race([
           // Async wrapper: an operation that throws before returning its promise is still `tool_failed`.
           (async () => prepared.run({ signal: controller.signal, now: now() }))().catch((error: unknown) => {
-            options.onError?.(error, { tool, operation });
+            options.onError?.(error, { tool, operation, ...(jobId === undefined ? {} : { jobId }) });
             return toolFailure('tool_failed', messages.tools.failed);
           }),
           new Promise<ToolResult>((resolve) => {
