@@ -190,7 +190,7 @@ function healthEvents(snapshot: HealthSnapshot): Array<{ type: string; [key: str
 
 const idleView = () => ({ busySlots: 0, waiting: 0, lastActivityAt: 0 });
 const healthPaths = getShortestPaths(walkableHealthMachine, {
-  input: { name: 'walk', healthIntervalMs: 60_000, backend: inertRequester, view: idleView },
+  input: { name: 'walk', healthIntervalMs: 60_000, now: Date.now, backend: inertRequester, view: idleView },
   events: healthEvents as never,
   serializeState: (snapshot) => `${healthValue(snapshot as HealthSnapshot)}${Math.min((snapshot as HealthSnapshot).context.measures.samples, 6)}`,
 });

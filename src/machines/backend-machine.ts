@@ -24,6 +24,11 @@ export interface BackendMachineInput {
   concurrency: number;
   maxBackgroundWaitMs: number;
   healthIntervalMs: number;
+  /**
+   * The wall clock (epoch ms) the mailbox and health rules read: aging, activity, ping cooldowns. Tests
+   * pass the clock of their `SimulatedClock`, which also drives the machines' delays. Default `Date.now`.
+   */
+  now?: () => number;
 }
 
 /** Input of a slot's `callBackend` actor. */
@@ -34,7 +39,8 @@ export interface CallBackendInput {
 /** Messages to the `requesterWatcher` actor. */
 export type WatcherCommand = { type: 'watch'; requestId: string; ref: AnyActorRef } | { type: 'unwatch'; requestId: string };
 
-export interface BackendContext extends BackendMachineInput, MailboxState {
+export interface BackendContext extends Omit<BackendMachineInput, 'now'>, MailboxState {
+  now: () => number;
   /** One long-lived call actor per slot: a slot costs no actor per request. */
   calls: readonly AnyActorRef[];
   health: ActorRefFrom<typeof healthMachine>;
@@ -151,14 +157,14 @@ export const backendMachine = setup({
       // A requester that is already gone gets nothing: its request never reaches the server.
       if (status === 'stopped' || status === 'done' || status === 'error') return;
       enqueue.sendTo('watcher', { type: 'watch', requestId: event.requestId, ref: event.replyTo } satisfies WatcherCommand);
-      const now = Date.now();
+      const now = context.now();
       const queue = enqueueRequest(context.queue, event, now);
       applyPlan(enqueue, context, planDispatch({ queue, slots: context.slots }, now, context.maxBackgroundWaitMs, [], event));
     }),
     /** A waiting request leaves the queue without reaching the server; a running one is aborted (draining). */
     cancelRequest: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'infer.cancel') return;
-      const now = Date.now();
+      const now = context.now();
       const place = positionOf(context.queue, event.requestId, now, context.maxBackgroundWaitMs);
       const { queue, removed } = removeRequest(context.queue, event.requestId);
       if (removed) {
@@ -187,9 +193,9 @@ export const backendMachine = setup({
       const slot = context.slots[event.slot];
       if (!slot || slot.status !== 'running' || slot.requestId !== event.requestId) return {};
       const slots: readonly Slot[] = context.slots.with(event.slot, { ...slot, firstByteAt: event.at });
-      return { slots, lastActivityAt: Date.now() };
+      return { slots, lastActivityAt: context.now() };
     }),
-    noteActivity: assign({ lastActivityAt: () => Date.now() }),
+    noteActivity: assign({ lastActivityAt: ({ context }) => context.now() }),
     /** A call settled: answer the requester (unless it was cancelled), free the slot, serve the next. */
     settleCall: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'call.done' && event.type !== 'call.failed') return;
@@ -199,7 +205,7 @@ export const backendMachine = setup({
       enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
       // An answer is proof of life, whatever the last probe said.
       if (event.type === 'call.done') enqueue.sendTo(context.health, { type: 'health.alive' } satisfies AliveEvent);
-      applyPlan(enqueue, context, planRelease(context, event.slot, Date.now(), context.maxBackgroundWaitMs, out));
+      applyPlan(enqueue, context, planRelease(context, event.slot, context.now(), context.maxBackgroundWaitMs, out));
     }),
     recordUp: assign({ downReason: null }),
     recordDown: assign({ downReason: ({ event }) => (event.type === 'health.down' ? event.reason : 'backend_unavailable') }),
@@ -218,6 +224,7 @@ export const backendMachine = setup({
   id: 'backend',
   context: ({ input, spawn, self }) => ({
     ...input,
+    now: input.now ?? Date.now,
     queue: EMPTY_QUEUE,
     slots: Array.from({ length: input.concurrency }, (): Slot => ({ status: 'idle' })),
     calls: Array.from({ length: input.concurrency }, (_, slot) => spawn('callBackend', { id: `call:${slot}`, input: { slot } })),
@@ -226,6 +233,7 @@ export const backendMachine = setup({
       input: {
         name: input.name,
         healthIntervalMs: input.healthIntervalMs,
+        now: input.now ?? Date.now,
         backend: self,
         view: () => mailboxView(self.getSnapshot().context as BackendContext),
       },

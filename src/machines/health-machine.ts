@@ -14,6 +14,8 @@ export interface MailboxView {
 export interface HealthMachineInput {
   name: string;
   healthIntervalMs: number;
+  /** The wall clock (epoch ms) of the load rules; see `BackendMachineInput.now`. */
+  now: () => number;
   /** The backend actor: pings are requests to it, and its snapshot says whether a slot is busy. */
   backend: AnyActorRef;
   /** Reads the backend's current mailbox view. */
@@ -92,7 +94,7 @@ export const healthMachine = setup({
         statusReport: output.statusReport,
       };
       const view = context.view();
-      return wantsInferencePing(measures, Date.now()) && view.busySlots === 0 && view.waiting === 0;
+      return wantsInferencePing(measures, context.now()) && view.busySlots === 0 && view.waiting === 0;
     },
     /**
      * A stream made progress lately (within a health interval, and never less than a few of the streams'
@@ -100,7 +102,7 @@ export const healthMachine = setup({
      */
     streamInProgress: ({ context }) => {
       const view = context.view();
-      return view.busySlots > 0 && Date.now() - view.lastActivityAt < Math.max(context.healthIntervalMs, 2_500);
+      return view.busySlots > 0 && context.now() - view.lastActivityAt < Math.max(context.healthIntervalMs, 2_500);
     },
   },
   actions: {
@@ -121,10 +123,10 @@ export const healthMachine = setup({
       },
     }),
     clearProbeError: assign({ lastProbeError: null }),
-    recordPingAttempt: assign({ measures: ({ context }) => ({ ...context.measures, pingAttemptAt: Date.now() }) }),
+    recordPingAttempt: assign({ measures: ({ context }) => ({ ...context.measures, pingAttemptAt: context.now() }) }),
     recordPing: assign({
       measures: ({ context, event }) =>
-        event.type === 'ping.measured' ? { ...context.measures, inferenceMs: event.latencyMs, inferenceAt: Date.now() } : context.measures,
+        event.type === 'ping.measured' ? { ...context.measures, inferenceMs: event.latencyMs, inferenceAt: context.now() } : context.measures,
     }),
     reportUp: sendParent(({ context }): HealthChangedEvent => ({ type: 'health.up', healthMs: context.measures.healthMs })),
     reportDown: sendParent(({ context }): HealthChangedEvent => ({ type: 'health.down', reason: context.lastProbeError ?? 'backend_unavailable' })),

@@ -1,4 +1,4 @@
-import { createActor } from 'xstate';
+import { createActor, type SimulatedClock } from 'xstate';
 import { createOpenAIClient, type OpenAIClientOptions } from '../../src/actors/inference/openai-client.js';
 import type { BackendMachineInput } from '../../src/machines/backend-machine.js';
 import { provideBackendMachine } from '../../src/runtime/provide-backend-machine.js';
@@ -9,6 +9,8 @@ export type TestBackendOptions = Partial<BackendMachineInput> & {
   /** Use the fake's status API for load. */
   statusApi?: boolean;
   probeTimeoutMs?: number;
+  /** Drives the machines' delays and the clock their rules read; real time when absent. */
+  clock?: SimulatedClock;
 };
 
 /** A started backend actor over a real client pointed at the fake, as the runtime builds it. */
@@ -24,10 +26,14 @@ export function startBackendActor(fake: FakeBackend, options: TestBackendOptions
     streamDeadlineMs: 10_000,
     ...options.client,
   });
-  const machine = provideBackendMachine({ client, model: 'fake-model', probeTimeoutMs: options.probeTimeoutMs ?? 1_000 });
+  const clock = options.clock;
+  const now = clock === undefined ? undefined : () => clock.now();
+  const machine = provideBackendMachine({ client, model: 'fake-model', probeTimeoutMs: options.probeTimeoutMs ?? 1_000, ...(now ? { now } : {}) });
   const errors: unknown[] = [];
   const actor = createActor(machine, {
+    ...(clock ? { clock } : {}),
     input: {
+      ...(now ? { now } : {}),
       name: options.name ?? 'fake',
       concurrency: options.concurrency ?? 1,
       maxBackgroundWaitMs: options.maxBackgroundWaitMs ?? 10_000,

@@ -17,6 +17,8 @@ export interface InferenceActorsDeps {
   pingTimeoutMs?: number;
   /** How long an aborted call may take to settle before its slot is freed anyway. */
   drainGraceMs?: number;
+  /** The clock an inference ping's latency is read on (default `performance.now`); tests simulate it. */
+  now?: () => number;
 }
 
 /** Streams report progress to their backend at most this often (proof of life for the health region). */
@@ -26,7 +28,7 @@ const PROGRESS_EVERY_MS = 1_000;
  * The side-effecting actors of a backend machine, closed over one backend's client. The machine names them;
  * this factory is the only place that does I/O, always with the actor's abort signal.
  */
-export function createInferenceActors({ client, model, probeTimeoutMs, pingTimeoutMs = 30_000, drainGraceMs = 10_000 }: InferenceActorsDeps) {
+export function createInferenceActors({ client, model, probeTimeoutMs, pingTimeoutMs = 30_000, drainGraceMs = 10_000, now = () => performance.now() }: InferenceActorsDeps) {
   /**
    * A slot's HTTP calls, one at a time: `call.start` begins one, `call.abort` aborts it; chunks go straight
    * to the requester, the outcome back to the backend. Long-lived so that a slot costs no actor per
@@ -142,7 +144,7 @@ export function createInferenceActors({ client, model, probeTimeoutMs, pingTimeo
   /** A one-token completion through the backend's own mailbox, at background priority, timed end to end. */
   const inferencePing = fromCallback<BackendReply, PingInput>(({ input, self, sendBack, receive }) => {
     const requestId = `ping-${randomUUID()}`;
-    const started = performance.now();
+    const started = now();
     let settled = false;
     const finish = (event: PingEvent): void => {
       if (settled) return;
@@ -153,14 +155,14 @@ export function createInferenceActors({ client, model, probeTimeoutMs, pingTimeo
     const cancel = (): void => input.backend.send({ type: 'infer.cancel', requestId } satisfies InferCancelEvent);
     const timer = setTimeout(() => {
       cancel();
-      finish({ type: 'ping.measured', latencyMs: performance.now() - started });
+      finish({ type: 'ping.measured', latencyMs: now() - started });
     }, pingTimeoutMs);
 
     receive((reply) => {
-      if (reply.type === 'infer.done') finish({ type: 'ping.measured', latencyMs: performance.now() - started });
+      if (reply.type === 'infer.done') finish({ type: 'ping.measured', latencyMs: now() - started });
       // A ping that timed out measured at least that much latency: the server is that slow.
       else if (reply.type === 'infer.error' && reply.error.reason === 'backend_timeout') {
-        finish({ type: 'ping.measured', latencyMs: performance.now() - started });
+        finish({ type: 'ping.measured', latencyMs: now() - started });
       } else if (reply.type === 'infer.error' || reply.type === 'infer.cancelled') finish({ type: 'ping.failed' });
     });
     input.backend.send({
