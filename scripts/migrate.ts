@@ -1,18 +1,21 @@
 /**
  * `npm run migrate [-- --config PATH] [--data-dir DIR]`: applies pending migrations to the database the
  * server would use (see database-target.ts). The server also migrates at start; this is for deploys
- * that migrate first.
+ * that migrate first. A failure is one sentence and exit code 1.
  */
 import { parseArgs } from 'node:util';
-import { createDatabase, runMigrations } from '../src/actors/store/create-database.js';
-import { databaseTarget } from './database-target.js';
+import { runMigrations } from '../src/actors/store/create-database.js';
+import { databaseTarget, exitWith, openTarget, reasonOf } from './database-target.js';
 
 const { values } = parseArgs({ options: { config: { type: 'string' }, 'data-dir': { type: 'string' } } });
-const { where, ...target } = databaseTarget({ config: values.config, dataDir: values['data-dir'] });
-const database = await createDatabase(target);
+const target = databaseTarget({ config: values.config, dataDir: values['data-dir'] });
+const database = await openTarget(target, 'migrate');
+let applied: string[];
 try {
-  const applied = await runMigrations(database.db);
-  console.log(applied.length > 0 ? `${where}: applied ${applied.join(', ')}` : `${where}: up to date`);
-} finally {
-  await database.close();
+  applied = await runMigrations(database.db);
+} catch (error) {
+  await database.close().catch(() => undefined);
+  exitWith('migrate', `${target.where}: ${reasonOf(error)}`);
 }
+await database.close();
+console.log(applied.length > 0 ? `${target.where}: applied ${applied.join(', ')}` : `${target.where}: up to date`);

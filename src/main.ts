@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { DataDirInUseError } from './actors/store/data-dir-lock.js';
 import { ConfigError, loadConfig } from './config/load-config.js';
 import { createLogger } from './log.js';
 import { createRuntime } from './runtime/create-runtime.js';
@@ -62,6 +63,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
+  // Another process has the embedded database: its sentence says what to do, nothing to add.
+  if (error instanceof DataDirInUseError) {
+    process.stderr.write(`switchboard: ${error.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(`switchboard: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exit(1);
 });

@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Kysely, Migrator, PostgresDialect, sql, type MigrationResult } from 'kysely';
 import { migrations } from '../../../migrations/index.js';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
 import { PgliteWorkerDialect, startPgliteWorker } from './pglite-worker-client.js';
 import { createPostgresPool } from './postgres-pool.js';
 import type { DatabaseSchema } from './schema.js';
@@ -18,7 +19,10 @@ export type DialectName = 'pglite' | 'postgres';
 export interface DatabaseConfig {
   /** `postgres://…`; null/undefined selects the embedded PGlite. */
   url?: string | null;
-  /** PGlite's data directory, created when missing. `memory://` keeps everything in memory. */
+  /**
+   * PGlite's data directory, created when missing; one process at a time may open it (a second gets
+   * `DataDirInUseError`). `memory://` keeps everything in memory.
+   */
   dataDir: string;
   /** PostgreSQL: giving up on opening a connection (default 5 s). */
   connectTimeoutMs?: number;
@@ -58,20 +62,44 @@ export async function createDatabase(
   config: DatabaseConfig,
   options: CreateDatabaseOptions = {},
 ): Promise<Database> {
-  const db = config.url ? createPostgres(config, config.url, options) : await createPglite(config.dataDir, options);
+  // PostgreSQL serves many processes, and `memory://` is this process's own: only a folder is locked.
+  const lock = config.url || config.dataDir.startsWith('memory://') ? undefined : await lockFolder(config.dataDir);
+  let db: Kysely<DatabaseSchema>;
+  try {
+    db = config.url ? createPostgres(config, config.url, options) : await createPglite(config.dataDir, options);
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
   try {
     // Fail at start with the driver's message (bad URL, unreadable dataDir), not at the first job.
     await sql`select 1`.execute(db);
   } catch (error) {
     await db.destroy().catch(() => undefined);
+    lock?.release();
     throw error;
   }
   let closed: Promise<void> | undefined;
   return {
     db,
     dialect: config.url ? 'postgres' : 'pglite',
-    close: () => (closed ??= db.destroy()),
+    close: () =>
+      (closed ??= (async () => {
+        try {
+          await db.destroy();
+        } finally {
+          // Only once PGlite has let go of the folder may another process open it.
+          lock?.release();
+        }
+      })()),
   };
+}
+
+/** Creates the data folder when missing and takes its lock (see data-dir-lock.ts). */
+async function lockFolder(dataDir: string): Promise<DataDirLock> {
+  const dir = resolve(dataDir);
+  await mkdir(dir, { recursive: true });
+  return lockDataDir(dir, dataDir);
 }
 
 function createPostgres(config: DatabaseConfig, url: string, options: CreateDatabaseOptions): Kysely<DatabaseSchema> {
@@ -85,11 +113,7 @@ function createPostgres(config: DatabaseConfig, url: string, options: CreateData
 }
 
 async function createPglite(dataDir: string, options: CreateDatabaseOptions): Promise<Kysely<DatabaseSchema>> {
-  let dir = dataDir;
-  if (!dataDir.startsWith('memory://')) {
-    dir = resolve(dataDir);
-    await mkdir(dir, { recursive: true });
-  }
+  const dir = dataDir.startsWith('memory://') ? dataDir : resolve(dataDir);
   // On a thread of its own: a statement blocks its thread for up to milliseconds (see pglite-worker.mjs).
   const worker = await startPgliteWorker(dir, options.onLost === undefined ? {} : { onLost: options.onLost });
   // The dialect closes the worker when kysely is destroyed.
