@@ -13,8 +13,12 @@ import {
   PROMPT_TASKS,
   PromptBudgetError,
   PromptFileError,
+  type Prompts,
+  type PromptTask,
 } from '../src/prompts/load-prompts.js';
 import { fillTemplate } from '../src/prompts/messages.js';
+import { chatRequest, classifierRequest, toolFormatRequest } from '../src/jobs/job-requests.js';
+import type { ChatRequest } from '../src/actors/inference/types.js';
 
 const PERSONA = { name: '이드', locale: 'ko' };
 
@@ -100,6 +104,70 @@ describe('the real prompts directory', () => {
     const prompts = await loadPrompts();
     expect(prompts.persona).toEqual({ name: '이드', locale: 'ko' });
     expect(prompts.budgetChars).toBe(PROMPT_BUDGET_CHARS);
+  });
+});
+
+describe('the labels the requests send', () => {
+  /** Any `[name]` in a text: the requests' labels, and anything a prompt might call one. */
+  const labelsIn = (text: string): string[] => [...text.matchAll(/\[([^[\]\n]+)\]/g)].map((match) => match[1] ?? '');
+
+  /** The labels in the requests' messages (their values hold no brackets). */
+  const sentLabels = (requests: ChatRequest[]): string[] => [
+    ...new Set(requests.flatMap((request) => request.messages.flatMap((message) => labelsIn(String(message.content ?? ''))))),
+  ].sort();
+
+  const now = 'Friday 14 March 2025 at 10:00 (2025-03-14, Europe/Berlin)';
+  const history = [
+    { role: 'user' as const, content: 'hello' },
+    { role: 'assistant' as const, content: 'hi there' },
+  ];
+  /**
+   * Each task with the requests the job sends its prompt with, in every shape they take, built with an
+   * empty system prompt (so only the request's own labels are in them); `react` is sent with none yet.
+   */
+  const systemPrompt = '';
+  const REQUESTS: Record<PromptTask, ChatRequest[]> = {
+    classifier: [false, true].flatMap((hasPendingDraft) =>
+      [[], history].map((turns) => classifierRequest({ systemPrompt, now, history: turns, text: 'what is on today', hasPendingDraft })),
+    ),
+    reasoner: [chatRequest({ systemPrompt, now, history, text: 'explain attention' })],
+    'tool-format': [toolFormatRequest({ systemPrompt, now, text: 'what is on today', payload: '{"events":0}' })],
+    react: [],
+  };
+
+  /** Per task: labels its requests send that its prompt does not describe, and labels it names that no request sends. */
+  const mismatches = (prompts: Prompts): Record<string, { undescribed: string[]; neverSent: string[] }> => {
+    const found: Record<string, { undescribed: string[]; neverSent: string[] }> = {};
+    for (const task of PROMPT_TASKS) {
+      const sent = sentLabels(REQUESTS[task]);
+      const named = new Set(labelsIn(prompts.systemPrompt(task)));
+      const undescribed = sent.filter((label) => !named.has(label));
+      const neverSent = [...named].filter((label) => !sent.includes(label)).sort();
+      if (undescribed.length > 0 || neverSent.length > 0) found[task] = { undescribed, neverSent };
+    }
+    return found;
+  };
+
+  it('every label a request sends is described in the prompt it is sent with, and the prompt names no other', async () => {
+    expect(mismatches(await loadPrompts(DEFAULT_PROMPTS_DIR, PERSONA))).toEqual({});
+    // What the requests send today: a label renamed on one side only fails above.
+    expect(sentLabels(REQUESTS.classifier)).toEqual(['history', 'message', 'now', 'pending_draft']);
+    expect(sentLabels(REQUESTS['tool-format'])).toEqual(['now', 'request', 'tool_result']);
+    expect(sentLabels(REQUESTS.reasoner)).toEqual(['now']);
+  });
+
+  it('finds a prompt that names the inputs otherwise than its request does (as classifier.txt did)', async () => {
+    const dir = await promptsCopy();
+    const classifier = await readFile(join(dir, 'classifier.txt'), 'utf8');
+    const renamed = classifier
+      .replaceAll('[now]', '[현재 시각]')
+      .replaceAll('[history]', '[대화 이력]')
+      .replaceAll('[message]', '[현재 메시지]')
+      .replaceAll('[pending_draft]', '[초안]');
+    await writeFile(join(dir, 'classifier.txt'), renamed);
+    expect(mismatches(await loadPrompts(dir, PERSONA))).toEqual({
+      classifier: { undescribed: ['history', 'message', 'now', 'pending_draft'], neverSent: ['대화 이력', '초안', '현재 메시지', '현재 시각'] },
+    });
   });
 });
 
