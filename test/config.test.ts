@@ -20,7 +20,16 @@ describe('config', () => {
     expect(config.server).toEqual({ host: '127.0.0.1', port: 8787 });
     expect(config.backends.local?.baseUrl).toBe('http://127.0.0.1:11434/v1');
     expect(config.backends.local?.concurrency).toBe(1);
-    expect(config.limits).toEqual({ messageChars: 8000, turns: 40, totalChars: 32000, maxActiveJobs: 64 });
+    expect(config.limits).toEqual({
+      messageChars: 8000,
+      turns: 40,
+      totalChars: 32000,
+      maxActiveJobs: 64,
+      pendingJobsPerOwner: 256,
+      answerChars: 200_000,
+      connectionsPerOwner: 64,
+      framesPerSecond: 20,
+    });
     expect(Object.isFrozen(config.backends)).toBe(true);
   });
 
@@ -99,4 +108,39 @@ describe('config', () => {
     writeFileSync(path, '{ nope');
     expect(() => loadConfig({ path, env: {} })).toThrow(/not valid JSON/);
   });
+
+  it('takes the per-owner and per-connection limits, and refuses ones that are not positive integers', () => {
+    const config = parseConfig({ limits: { connectionsPerOwner: 3, framesPerSecond: 100, pendingJobsPerOwner: 10, answerChars: 5000 } });
+    expect(config.limits).toMatchObject({ connectionsPerOwner: 3, framesPerSecond: 100, pendingJobsPerOwner: 10, answerChars: 5000 });
+    expect(problemsOf({ limits: { connectionsPerOwner: 0, framesPerSecond: 1.5, pendingJobsPerOwner: -1, answerChars: '1' } })).toEqual([
+      expect.stringMatching(/^limits\.pendingJobsPerOwner: /),
+      expect.stringMatching(/^limits\.answerChars: /),
+      expect.stringMatching(/^limits\.connectionsPerOwner: /),
+      expect.stringMatching(/^limits\.framesPerSecond: /),
+    ]);
+  });
+
+  it('refuses auth tokens that are empty, blank, padded, contain whitespace or are short: one line each, never the token', () => {
+    expect(problemsOf({ auth: { tokens: ['', '        ', ' padded-token', 'padded-token\t', 'two words', 'short', 'good-token'] } })).toEqual([
+      'auth.tokens.0: expected a token, got an empty or blank string',
+      'auth.tokens.1: expected a token, got an empty or blank string',
+      'auth.tokens.2: expected a token without leading or trailing whitespace',
+      'auth.tokens.3: expected a token without leading or trailing whitespace',
+      'auth.tokens.4: expected a token without whitespace (a Bearer header cannot carry it)',
+      'auth.tokens.5: expected a token of at least 8 characters, got 5',
+    ]);
+    expect(parseConfig({ auth: { tokens: ['good-token'] } }).auth.tokens).toEqual(['good-token']);
+  });
+
+  it('says when a refused token came from SWITCHBOARD_TOKEN', () => {
+    expect(() => loadConfig({ path: writeConfig({}), env: { SWITCHBOARD_TOKEN: '          ' } })).toThrow(
+      /auth\.tokens\.0 \(SWITCHBOARD_TOKEN\): expected a token, got an empty or blank string/,
+    );
+  });
 });
+
+function writeConfig(raw: unknown): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'sb-config-')), 'c.json');
+  writeFileSync(path, JSON.stringify(raw));
+  return path;
+}

@@ -8,6 +8,24 @@ import { z } from 'zod';
 const url = z.url({ protocol: /^https?$/ });
 const positiveInt = z.number().int().positive();
 
+/**
+ * An auth token: at least 8 characters, no whitespace anywhere. A token of spaces is a password nobody
+ * meant to set, and whitespace at its ends or inside cannot be presented as `Authorization: Bearer
+ * TOKEN` (one word after `Bearer`, surrounding whitespace ignored).
+ */
+const token = z.string().superRefine((value, ctx) => {
+  const problem = tokenProblem(value);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+function tokenProblem(value: string): string | null {
+  if (value.trim().length === 0) return 'expected a token, got an empty or blank string';
+  if (value.trim() !== value) return 'expected a token without leading or trailing whitespace';
+  if (/\s/.test(value)) return 'expected a token without whitespace (a Bearer header cannot carry it)';
+  if (value.length < 8) return `expected a token of at least 8 characters, got ${value.length}`;
+  return null;
+}
+
 export const backendSchema = z.strictObject({
   baseUrl: url,
   model: z.string().min(1),
@@ -37,7 +55,7 @@ export const configSchema = z.strictObject({
       port: z.number().int().min(0).max(65_535).default(8787),
     })
     .prefault({}),
-  auth: z.strictObject({ tokens: z.array(z.string().min(8)).default([]) }).prefault({}),
+  auth: z.strictObject({ tokens: z.array(token).default([]) }).prefault({}),
   database: z
     .strictObject({
       url: z.string().min(1).nullable().default(null),
@@ -61,6 +79,15 @@ export const configSchema = z.strictObject({
       turns: positiveInt.default(40),
       totalChars: positiveInt.default(32_000),
       maxActiveJobs: positiveInt.default(64),
+      // Extensions beyond DESIGN §3 (issue 9): per-owner and per-connection bounds.
+      /** Jobs one owner may have waiting or running at once; `rate_limited` beyond. */
+      pendingJobsPerOwner: positiveInt.default(256),
+      /** Characters of one model answer; a longer one ends with `error` `answer_too_long`. */
+      answerChars: positiveInt.default(200_000),
+      /** Open WebSocket connections per owner; the next one gets `rate_limited` and is closed (1013). */
+      connectionsPerOwner: positiveInt.default(64),
+      /** Frames per second a WebSocket connection may send (a token bucket with this burst). */
+      framesPerSecond: positiveInt.default(20),
     })
     .prefault({}),
   egress: z

@@ -29,7 +29,13 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (options.path !== undefined || existsSync(path)) {
     raw = readJsonFile(path);
   }
-  return parseConfig(applyEnvOverrides(raw, env));
+  try {
+    return parseConfig(applyEnvOverrides(raw, env));
+  } catch (error) {
+    // A token from the environment is invisible in the file: say where the refused one came from.
+    if (!(error instanceof ConfigError) || !env.SWITCHBOARD_TOKEN) throw error;
+    throw new ConfigError(error.problems.map((line) => line.replace(/^auth\.tokens\.0: /, 'auth.tokens.0 (SWITCHBOARD_TOKEN): ')));
+  }
 }
 
 /** Validates a raw config object (already merged with env overrides). Throws `ConfigError`. */
