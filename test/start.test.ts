@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,8 +19,14 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/**
+ * A child process that loads tsx and initializes the embedded database takes about 15 s on the 2-core
+ * VM when it is idle, and several times that when other test files run beside it.
+ */
+const CHILD_TIMEOUT_MS = 90_000;
+
 describe('npm start', () => {
-  it('starts with no reachable backend, reports it down on /status, and stops cleanly on SIGTERM', async () => {
+  it('starts with no reachable backend, reports it down on /status, and stops cleanly on SIGTERM', { timeout: CHILD_TIMEOUT_MS }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sb-start-'));
     const configPath = join(dir, 'switchboard.config.json');
     const port = await closedPort();
@@ -49,6 +56,8 @@ describe('npm start', () => {
     }
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ ok: true });
+    // Without auth tokens a page whose name was rebound to 127.0.0.1 is refused.
+    expect(await statusWithHost(`${url}/healthz`, 'evil.example')).toBe(403);
     let status: { backends: Record<string, { state: string }>; jobs: unknown } | undefined;
     for (let i = 0; i < 50; i++) {
       status = (await (await fetch(`${url}/status`)).json()) as typeof status;
@@ -63,12 +72,13 @@ describe('npm start', () => {
     expect(code).toBe(0);
   });
 
-  it('refuses an invalid config with one line per problem and a non-zero exit', async () => {
+  it('refuses an invalid config with one line per problem and a non-zero exit', { timeout: CHILD_TIMEOUT_MS }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sb-start-'));
     const configPath = join(dir, 'bad.json');
     writeFileSync(configPath, JSON.stringify({ roles: { classifier: 'x', reasoner: 'local' }, extra: true }));
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', configPath], {
       cwd: new URL('..', import.meta.url).pathname,
+      env: { ...process.env, SWITCHBOARD_TOKEN: '    ' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
@@ -76,5 +86,18 @@ describe('npm start', () => {
     const [code] = (await once(child, 'exit')) as [number | null];
     expect(code).toBe(1);
     expect(stderr).toContain('extra: unknown key');
+    expect(stderr).toContain('auth.tokens.0 (SWITCHBOARD_TOKEN): expected a token, got an empty or blank string');
   });
 });
+
+/** The status of a GET with its own `Host` header (fetch does not let a caller set it). */
+function statusWithHost(url: string, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { host } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}

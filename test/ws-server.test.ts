@@ -1,250 +1,12 @@
-import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { pino, type Logger } from 'pino';
+import { connect } from 'node:net';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { configSchema, type Config } from '../src/config/config-schema.js';
-import { isTerminal, type JobEvent, type JobEventName } from '../src/jobs/job-event.js';
-import {
-  SubmitRejected,
-  type Accepted,
-  type HealthBody,
-  type Runtime,
-  type StatusBody,
-  type SubmitInput,
-  type Unsubscribe,
-} from '../src/runtime/runtime.js';
+import { SubmitRejected } from '../src/runtime/runtime.js';
 import { ownerId } from '../src/transport/owner-id.js';
 import type { EventFrame, ServerFrame } from '../src/transport/ws-frames.js';
-import { attachWebSocket, type AttachedWebSocket, type WebSocketOptions } from '../src/transport/ws-server.js';
+import { capturingLog, start, stopAll, TestClient, until, upgradeStatus } from './helpers/ws-harness.js';
 
-type Step = { event: JobEventName; data?: Record<string, unknown> };
-
-interface FakeJob {
-  owner: string;
-  events: JobEvent[];
-  listeners: Set<(event: JobEvent) => void>;
-  finished: boolean;
-}
-
-const DEFAULT_SCRIPT: Step[] = [
-  { event: 'ack' },
-  { event: 'result', data: { content: 'Hel' } },
-  { event: 'result', data: { content: 'lo' } },
-  { event: 'done' },
-];
-
-/**
- * A hand-written `Runtime`: `submit` creates a job and plays `script(input)` (the first event at once,
- * before `submit` resolves, the rest a moment later); `null` leaves the job to the test (`emit`).
- */
-class FakeRuntime implements Runtime {
-  readonly jobs = new Map<string, FakeJob>();
-  readonly submitted: SubmitInput[] = [];
-  rejectWith: SubmitRejected | null = null;
-  script: (input: SubmitInput) => Step[] | null = (input) => (input.text === 'manual' ? null : DEFAULT_SCRIPT);
-  private count = 0;
-
-  constructor(readonly config: Config) {}
-
-  async health(): Promise<HealthBody> {
-    return { ok: true };
-  }
-
-  async submit(input: SubmitInput): Promise<Accepted> {
-    if (this.rejectWith !== null) throw this.rejectWith;
-    this.submitted.push(input);
-    const jobId = `job-${++this.count}`;
-    this.jobs.set(jobId, { owner: input.owner, events: [], listeners: new Set(), finished: false });
-    const [first, ...rest] = this.script(input) ?? [];
-    // Emitted before `accepted` can be sent: the server must still deliver it, after `accepted`.
-    if (first !== undefined) this.emit(jobId, first.event, first.data);
-    setTimeout(() => {
-      for (const step of rest) this.emit(jobId, step.event, step.data);
-    }, 5);
-    return { jobId, conversationId: input.conversationId ?? `conv-${this.count}`, repeated: false };
-  }
-
-  emit(jobId: string, event: JobEventName, data: Record<string, unknown> = {}): void {
-    const job = this.jobs.get(jobId);
-    if (job === undefined || job.finished) throw new Error(`fake: ${jobId} is not running`);
-    const numbered: JobEvent = { jobId, seq: job.events.length + 1, event, data, at: new Date().toISOString() };
-    job.events.push(numbered);
-    for (const listener of [...job.listeners]) listener(numbered);
-    if (isTerminal(event)) {
-      job.finished = true;
-      job.listeners.clear();
-    }
-  }
-
-  listenerCount(jobId: string): number {
-    return this.jobs.get(jobId)?.listeners.size ?? 0;
-  }
-
-  async cancel(jobId: string, owner: string): Promise<boolean> {
-    const job = this.jobs.get(jobId);
-    if (job === undefined || job.owner !== owner) return false;
-    if (!job.finished) this.emit(jobId, 'cancelled');
-    return true;
-  }
-
-  async subscribe(
-    jobId: string,
-    owner: string,
-    afterSeq: number,
-    listener: (event: JobEvent) => void,
-  ): Promise<Unsubscribe | null> {
-    const job = this.jobs.get(jobId);
-    if (job === undefined || job.owner !== owner) return null;
-    for (const event of job.events) if (event.seq > afterSeq) listener(event);
-    if (job.finished) return () => {};
-    job.listeners.add(listener);
-    return () => job.listeners.delete(listener);
-  }
-
-  status(): StatusBody {
-    const active = [...this.jobs.values()].filter((job) => !job.finished).length;
-    return { backends: {}, jobs: { active, pending: 0 } };
-  }
-
-  async start(): Promise<void> {}
-  async stop(): Promise<void> {}
-}
-
-/** Every client a test opened, terminated after the test whatever happened. */
-const openClients: WebSocket[] = [];
-
-/** A real `ws` client that queues what it receives, to read in order. */
-class TestClient {
-  readonly frames: ServerFrame[] = [];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  private cursor = 0;
-  private wake: (() => void) | null = null;
-
-  private constructor(
-    readonly ws: WebSocket,
-    readonly socket: Socket,
-  ) {
-    ws.on('message', (data) => {
-      this.frames.push(JSON.parse(String(data)) as ServerFrame);
-      this.wake?.();
-    });
-    this.closed = new Promise((resolve) =>
-      ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
-    );
-  }
-
-  static async open(url: string, headers: Record<string, string> = {}): Promise<TestClient> {
-    const ws = new WebSocket(url, { headers });
-    openClients.push(ws);
-    // 'open' follows 'upgrade' synchronously: listen for both before awaiting either.
-    const upgraded = once(ws, 'upgrade') as Promise<[IncomingMessage]>;
-    const opened = once(ws, 'open');
-    const [[response]] = await Promise.all([upgraded, opened]);
-    return new TestClient(ws, response.socket as Socket);
-  }
-
-  send(frame: unknown): void {
-    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
-  }
-
-  /** The next frame not read yet. */
-  async next(timeoutMs = 2_000): Promise<ServerFrame> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.cursor >= this.frames.length) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no frame within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
-    }
-    const frame = this.frames[this.cursor++];
-    if (frame === undefined) throw new Error('unreachable');
-    return frame;
-  }
-
-  /** Reads frames until the terminal event of `jobId`, returning that job's events. */
-  async eventsUntilTerminal(jobId: string): Promise<EventFrame[]> {
-    const events: EventFrame[] = [];
-    for (;;) {
-      const frame = await this.next();
-      if (frame.type !== 'event' || frame.jobId !== jobId) continue;
-      events.push(frame);
-      if (isTerminal(frame.event)) return events;
-    }
-  }
-
-  /** Proves the connection still serves: a ping gets a pong. */
-  async expectAlive(): Promise<void> {
-    this.send({ type: 'ping' });
-    expect(await this.next()).toEqual({ type: 'pong' });
-  }
-}
-
-/** The HTTP status an upgrade gets (101 when it succeeds). */
-async function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
-  const ws = new WebSocket(url, { headers });
-  return new Promise<number>((resolve, reject) => {
-    ws.on('unexpected-response', (_req, res) => {
-      resolve(res.statusCode ?? 0);
-      res.destroy();
-    });
-    ws.on('open', () => {
-      resolve(101);
-      ws.close();
-    });
-    ws.on('error', reject);
-  });
-}
-
-async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-interface Harness {
-  url: string;
-  runtime: FakeRuntime;
-  attached: AttachedWebSocket;
-}
-
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-const silent = pino({ level: 'silent' });
-
-async function start(
-  options: { tokens?: string[]; log?: Logger } & Partial<Omit<WebSocketOptions, 'runtime' | 'config' | 'log'>> = {},
-): Promise<Harness> {
-  const { tokens = [], log = silent, ...wsOptions } = options;
-  const config = configSchema.parse({ auth: { tokens }, modes: { daily: 'local' }, limits: { messageChars: 100 } });
-  const runtime = new FakeRuntime(config);
-  const server: Server = createServer((_req, res) => {
-    res.writeHead(404).end();
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const attached = attachWebSocket(server, { runtime, config, log, ...wsOptions });
-  cleanups.push(async () => {
-    await attached.close();
-    for (const ws of openClients.splice(0)) ws.terminate();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  const { port } = server.address() as AddressInfo;
-  return { url: `ws://127.0.0.1:${port}/ws`, runtime, attached };
-}
+afterEach(stopAll);
 
 describe('WebSocket chat', () => {
   it('sends accepted, then every event of the job once, seq 1..n, the terminal one last', async () => {
@@ -281,6 +43,7 @@ describe('WebSocket chat', () => {
       [new SubmitRejected('shutting_down', 'x'), 'bad_request', /shutting down/],
       [new SubmitRejected('too_large', 'conversation too long'), 'too_large', /conversation too long/],
       [new SubmitRejected('bad_request', 'empty message'), 'bad_request', /empty message/],
+      [new SubmitRejected('rate_limited', 'too many unanswered messages'), 'rate_limited', /too many unanswered/],
     ];
     for (const [rejection, code, message] of cases) {
       runtime.rejectWith = rejection;
@@ -310,6 +73,14 @@ describe('WebSocket bad frames', () => {
     ['a missing field', { type: 'cancel' }, 'bad_request'],
     ['an unknown key', { type: 'subscribe', jobId: 'j', afterseq: 3 }, 'bad_request'],
     ['a negative afterSeq', { type: 'subscribe', jobId: 'j', afterSeq: -1 }, 'bad_request'],
+    ['an afterSeq beyond PostgreSQL integer', { type: 'subscribe', jobId: 'j', afterSeq: 2_147_483_648 }, 'bad_request'],
+    ['an afterSeq beyond any integer', { type: 'subscribe', jobId: 'j', afterSeq: 1e300 }, 'bad_request'],
+    ['a fractional afterSeq', { type: 'subscribe', jobId: 'j', afterSeq: 1.5 }, 'bad_request'],
+    ['U+0000 in a jobId to cancel', { type: 'cancel', jobId: 'job\u0000-1' }, 'bad_request'],
+    ['U+0000 in a jobId to subscribe', { type: 'subscribe', jobId: '\u0000' }, 'bad_request'],
+    ['U+0000 in a conversationId', { type: 'chat', text: 'hi', conversationId: 'c\u0000' }, 'bad_request'],
+    ['U+0000 in a clientMsgId', { type: 'chat', text: 'hi', clientMsgId: 'm\u0000' }, 'bad_request'],
+    ['subscribe at the largest afterSeq to an unknown job', { type: 'subscribe', jobId: 'nope', afterSeq: 2_147_483_647 }, 'unknown_job'],
     ['an id over 128 chars', { type: 'cancel', jobId: 'j'.repeat(129) }, 'bad_request'],
     ['an unknown type', { type: 'launch' }, 'bad_request'],
     ['a text over messageChars', { type: 'chat', text: 'x'.repeat(101) }, 'too_large'],
@@ -344,8 +115,31 @@ describe('WebSocket bad frames', () => {
     const limited = replies.filter((r) => r.type === 'error' && r.code === 'rate_limited').length;
     expect(replies.filter((r) => r.type === 'pong').length).toBeGreaterThanOrEqual(5);
     expect(limited).toBeGreaterThanOrEqual(10);
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
-    await client.expectAlive();
+    // The bucket refills at 5 tokens a second: a ping is answered again within a second or so.
+    const deadline = Date.now() + 3_000;
+    for (;;) {
+      client.send({ type: 'ping' });
+      const reply = await client.next();
+      if (reply.type === 'pong') break;
+      expect(reply).toMatchObject({ type: 'error', code: 'rate_limited' });
+      if (Date.now() > deadline) throw new Error('never served again');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+
+  it('takes the frame rate from limits.framesPerSecond; the option overrides it', async () => {
+    const burst = async (url: string): Promise<number> => {
+      const client = await TestClient.open(url);
+      for (let i = 0; i < 12; i++) client.send({ type: 'ping' });
+      let pongs = 0;
+      for (let i = 0; i < 12; i++) if ((await client.next()).type === 'pong') pongs++;
+      return pongs;
+    };
+    const fromConfig = await start({ limits: { framesPerSecond: 3 } });
+    // A burst of 12 within a few ms: the bucket's 3, perhaps one refilled.
+    expect(await burst(fromConfig.url)).toBeLessThanOrEqual(4);
+    const overridden = await start({ limits: { framesPerSecond: 3 }, maxFramesPerSecond: 100 });
+    expect(await burst(overridden.url)).toBe(12);
   });
 });
 
@@ -463,47 +257,7 @@ describe('WebSocket auth', () => {
   });
 });
 
-describe('WebSocket flow control and lifecycle', () => {
-  it('disconnects a client that stops reading without delaying another client', async () => {
-    const { url, runtime, attached } = await start({ maxBufferedBytes: 256 * 1024 });
-    const slow = await TestClient.open(url);
-    const normal = await TestClient.open(url);
-    slow.send({ type: 'chat', text: 'manual' });
-    const slowJob = await slow.next();
-    normal.send({ type: 'chat', text: 'manual' });
-    const normalJob = await normal.next();
-    if (slowJob.type !== 'accepted' || normalJob.type !== 'accepted') throw new Error('expected accepted');
-    slow.socket.pause();
-
-    const big = { content: 'x'.repeat(64 * 1024) };
-    const lags: number[] = [];
-    normal.ws.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as ServerFrame;
-      if (frame.type === 'event') lags.push(Date.now() - Number(frame.data.sentAt));
-    });
-    // Push until the server lets go of the slow client (its subscription is released at once); the
-    // kernel's socket buffers absorb a few MB first, so the amount needed depends on the machine.
-    let pushed = 0;
-    while (runtime.listenerCount(slowJob.jobId) > 0) {
-      if (pushed > 200 * 1024 * 1024) throw new Error('slow client never disconnected');
-      for (let i = 0; i < 8; i++) runtime.emit(slowJob.jobId, 'result', big);
-      pushed += 8 * big.content.length;
-      runtime.emit(normalJob.jobId, 'processing', { message: 'tick', sentAt: Date.now() });
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    runtime.emit(normalJob.jobId, 'done', { sentAt: Date.now() });
-    const normalEvents = await normal.eventsUntilTerminal(normalJob.jobId);
-    expect(normalEvents.at(-1)?.event).toBe('done');
-    expect(lags.length).toBe(normalEvents.length);
-    expect(Math.max(...lags)).toBeLessThan(500);
-
-    // Reading again, the slow client finds the close frame behind its backlog: 1013, try again later.
-    slow.socket.resume();
-    expect((await slow.closed).code).toBe(1013);
-    await until(() => attached.clientCount() === 1);
-    await normal.expectAlive();
-  });
-
+describe('WebSocket lifecycle', () => {
   it('terminates peers that stop answering protocol pings', async () => {
     const { url, attached } = await start({ heartbeatMs: 100 });
     const dead = await TestClient.open(url);
@@ -523,5 +277,176 @@ describe('WebSocket flow control and lifecycle', () => {
     for (const client of clients) expect((await client.closed).code).toBe(1001);
     // With the upgrade listener gone the HTTP server answers the request itself (404 here) or drops it.
     expect(await upgradeStatus(url).catch(() => 0)).not.toBe(101);
+  });
+});
+
+describe('WebSocket runtime refusals of subscribe and cancel', () => {
+  it('answers a refused subscribe with its code and message and holds nothing for it', async () => {
+    const { url, runtime } = await start({ maxFramesPerSecond: 100_000 });
+    const client = await TestClient.open(url);
+    client.send({ type: 'chat', text: 'hello' });
+    const accepted = await client.next();
+    if (accepted.type !== 'accepted') throw new Error('expected accepted');
+    expect(await client.eventsUntilTerminal(accepted.jobId)).toHaveLength(4);
+
+    // More refusals than MAX_SUBSCRIPTIONS (256): none may stay counted against the connection.
+    for (let i = 0; i < 300; i++) {
+      client.send({ type: 'subscribe', jobId: accepted.jobId, afterSeq: 5 + i });
+      const reply = await client.next();
+      expect(reply).toMatchObject({ type: 'error', code: 'bad_request' });
+      expect(reply.type === 'error' && reply.message).toMatch(/past the end of the job/);
+    }
+    client.send({ type: 'chat', text: 'manual' });
+    const next = await client.next();
+    expect(next).toMatchObject({ type: 'accepted' });
+    if (next.type !== 'accepted') throw new Error('expected accepted');
+    expect(runtime.listenerCount(next.jobId)).toBe(1);
+    // The ended job still replays from a valid afterSeq.
+    client.send({ type: 'subscribe', jobId: accepted.jobId, afterSeq: 2 });
+    expect((await client.eventsUntilTerminal(accepted.jobId)).map((e) => e.seq)).toEqual([3, 4]);
+  });
+
+  it('answers a refused cancel with its code and message', async () => {
+    const { url, runtime } = await start();
+    const client = await TestClient.open(url);
+    client.send({ type: 'chat', text: 'manual' });
+    const accepted = await client.next();
+    if (accepted.type !== 'accepted') throw new Error('expected accepted');
+    runtime.cancelRejectWith = new SubmitRejected('bad_request', 'that job cannot be cancelled now');
+    client.send({ type: 'cancel', jobId: accepted.jobId });
+    expect(await client.next()).toEqual({ type: 'error', code: 'bad_request', message: 'that job cannot be cancelled now' });
+    runtime.cancelRejectWith = new SubmitRejected('shutting_down', 'stopping');
+    client.send({ type: 'cancel', jobId: accepted.jobId });
+    expect(await client.next()).toMatchObject({ type: 'error', code: 'bad_request', message: expect.stringMatching(/shutting down/) });
+    await client.expectAlive();
+  });
+});
+
+describe('WebSocket connections per owner', () => {
+  it('refuses the connection over limits.connectionsPerOwner with rate_limited and 1013; others are unaffected; closing frees a place', async () => {
+    const alice = { authorization: 'Bearer token-aaaaaaaa' };
+    const bob = { authorization: 'Bearer token-bbbbbbbb' };
+    const { url, attached } = await start({ tokens: ['token-aaaaaaaa', 'token-bbbbbbbb'], limits: { connectionsPerOwner: 2 } });
+    const first = await TestClient.open(url, alice);
+    await TestClient.open(url, alice);
+
+    const third = await TestClient.open(url, alice);
+    const refusal = await third.next();
+    expect(refusal).toMatchObject({ type: 'error', code: 'rate_limited' });
+    expect(refusal.type === 'error' && refusal.message).toMatch(/too many connections/);
+    expect(await third.closed).toEqual({ code: 1013, reason: 'too many connections' });
+
+    // Another owner has places of its own.
+    const bobs = [await TestClient.open(url, bob), await TestClient.open(url, bob)];
+    for (const client of bobs) await client.expectAlive();
+    await first.expectAlive();
+
+    first.ws.close();
+    await first.closed;
+    await until(() => attached.clientCount() === 3);
+    const again = await TestClient.open(url, alice);
+    await again.expectAlive();
+  });
+
+  it('counts every anonymous connection as one owner, 64 by default', async () => {
+    const { url, attached } = await start();
+    const clients = await Promise.all(Array.from({ length: 64 }, () => TestClient.open(url)));
+    expect(attached.clientCount()).toBe(64);
+    const over = await TestClient.open(url);
+    expect(await over.next()).toMatchObject({ type: 'error', code: 'rate_limited' });
+    expect((await over.closed).code).toBe(1013);
+    await clients[63]?.expectAlive();
+  });
+});
+
+describe('WebSocket Host check without auth (DNS rebinding)', () => {
+  it('refuses an upgrade whose Host is not this server (403); accepts loopback names and server.host, with or without a port', async () => {
+    const { url } = await start();
+    const port = new URL(url).port;
+    expect(await upgradeStatus(url, { host: 'evil.example' })).toBe(403);
+    expect(await upgradeStatus(url, { host: `evil.example:${port}` })).toBe(403);
+    expect(await upgradeStatus(url, { host: `127.0.0.2:${port}` })).toBe(403);
+    expect(await upgradeStatus(url, { host: `localhost.evil.example:${port}` })).toBe(403);
+    for (const host of ['localhost', `localhost:${port}`, 'LOCALHOST', '127.0.0.1', `127.0.0.1:${port}`, '[::1]', `[::1]:${port}`, 'localhost:9000']) {
+      expect(await upgradeStatus(url, { host }), host).toBe(101);
+    }
+  });
+
+  it('accepts the configured server.host', async () => {
+    const { url } = await start({ server: { host: '127.0.0.5' } });
+    expect(await upgradeStatus(url, { host: '127.0.0.5:8787' })).toBe(101);
+    expect(await upgradeStatus(url, { host: '127.0.0.6:8787' })).toBe(403);
+  });
+
+  it('does not check Host when auth tokens are configured', async () => {
+    const { url } = await start({ tokens: ['token-aaaaaaaa'] });
+    expect(await upgradeStatus(url, { host: 'gateway.lan.example', authorization: 'Bearer token-aaaaaaaa' })).toBe(101);
+    expect(await upgradeStatus(url, { host: 'gateway.lan.example' })).toBe(401);
+  });
+});
+
+describe('WebSocket refused upgrades in the log', () => {
+  /** `count` upgrades refused with 401 (no token), `parallel` at a time, over raw sockets. */
+  async function refusedUpgrades(url: string, count: number, parallel = 50): Promise<number[]> {
+    const { hostname, port } = new URL(url);
+    const statuses: number[] = [];
+    let started = 0;
+    const one = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(Number(port), hostname);
+        let reply = '';
+        socket.on('data', (chunk) => (reply += chunk.toString('latin1')));
+        socket.on('error', reject);
+        socket.on('close', () => {
+          statuses.push(Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1] ?? 0));
+          resolve();
+        });
+        socket.write(`GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`);
+      });
+    await Promise.all(
+      Array.from({ length: parallel }, async () => {
+        while (started < count) {
+          started++;
+          await one();
+        }
+      }),
+    );
+    return statuses;
+  }
+
+  it('logs the first refusal of an address, counts the rest, and logs the count with its next line after a minute', async () => {
+    let clock = 0;
+    const { log, lines } = capturingLog('info');
+    const { url } = await start({ tokens: ['token-aaaaaaaa'], log, now: () => clock });
+    const refusedLines = () => lines.filter((line) => String(line.msg).startsWith('websocket upgrade refused'));
+
+    const statuses = await refusedUpgrades(url, 5000);
+    expect(statuses.filter((status) => status === 401)).toHaveLength(5000);
+    expect(refusedLines()).toEqual([expect.objectContaining({ remote: '127.0.0.1', status: 401, reason: 'unauthorized' })]);
+
+    clock += 59_999;
+    await refusedUpgrades(url, 1);
+    expect(refusedLines()).toHaveLength(1);
+
+    clock += 1;
+    await refusedUpgrades(url, 1);
+    expect(refusedLines()).toEqual([
+      expect.objectContaining({ status: 401 }),
+      expect.objectContaining({ remote: '127.0.0.1', refused: 5000, lastStatus: 401, msg: expect.stringMatching(/repeated/) }),
+      expect.objectContaining({ remote: '127.0.0.1', status: 401, reason: 'unauthorized' }),
+    ]);
+  });
+
+  it('logs refusals over the connection cap the same way', async () => {
+    let clock = 0;
+    const { log, lines } = capturingLog('info');
+    const { url } = await start({ log, now: () => clock, limits: { connectionsPerOwner: 1 } });
+    await TestClient.open(url);
+    for (let i = 0; i < 20; i++) {
+      const over = await TestClient.open(url);
+      expect((await over.closed).code).toBe(1013);
+    }
+    const refused = lines.filter((line) => String(line.msg).startsWith('websocket upgrade refused'));
+    expect(refused).toEqual([expect.objectContaining({ status: 1013, reason: 'too_many_connections' })]);
   });
 });

@@ -2,6 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Runtime } from '../runtime/create-runtime.js';
+import { createHostCheck } from './host-check.js';
+import { RefusalLog } from './refusal-log.js';
 
 export interface HttpServerOptions {
   host: string;
@@ -24,10 +26,20 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
-/** The HTTP side of the gateway: health, status, and (as they arrive) the APIs and the web page. */
+/**
+ * The HTTP side of the gateway: health, status, and (as they arrive) the APIs and the web page. Without
+ * auth tokens a request whose `Host` is not this server's name is refused (403, see `createHostCheck`).
+ */
 export async function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
   const { runtime, log } = options;
+  const { config } = runtime;
+  const hostAllowed = createHostCheck({ tokens: config.auth.tokens, hosts: [options.host, config.server.host] });
+  const refusals = new RefusalLog({ log, message: 'http request refused' });
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    if (!hostAllowed(req.headers.host)) {
+      refusals.note(req.socket.remoteAddress, { status: 403, reason: 'foreign_host' });
+      return sendJson(res, 403, { error: { type: 'forbidden', message: FOREIGN_HOST_MESSAGE } });
+    }
     const path = (req.url ?? '/').split('?', 1)[0];
     if (req.method === 'GET' && path === '/healthz') {
       // 503 while the store cannot be used: nothing can be accepted then.
@@ -60,8 +72,13 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     url: `http://${host}:${address.port}`,
     close: () =>
       new Promise<void>((resolve) => {
+        refusals.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),
   };
 }
+
+/** Why a request with a foreign `Host` was refused (a web page may not drive a gateway without auth). */
+export const FOREIGN_HOST_MESSAGE =
+  'the Host header does not name this server; without auth tokens only localhost, 127.0.0.1, [::1] and server.host are served';

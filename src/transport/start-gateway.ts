@@ -17,8 +17,8 @@ export async function startGateway(options: {
   log: Logger;
   host: string;
   port: number;
-  /** WebSocket limits other than the defaults (benchmarks raise the per-connection frame rate). */
-  ws?: Partial<Pick<WebSocketOptions, 'maxFramesPerSecond' | 'maxBufferedBytes' | 'heartbeatMs'>>;
+  /** WebSocket limits other than the config's and the defaults (benchmarks raise the per-connection frame rate). */
+  ws?: Partial<Pick<WebSocketOptions, 'maxFramesPerSecond' | 'highWaterBytes' | 'maxQueuedBytes' | 'stallMs' | 'heartbeatMs'>>;
 }): Promise<Gateway> {
   const { runtime, log } = options;
   const http = await startHttpServer({ host: options.host, port: options.port, runtime, log });

@@ -35,10 +35,13 @@ export const chatFrameSchema = z.strictObject({
 
 export const cancelFrameSchema = z.strictObject({ type: z.literal('cancel'), jobId: id });
 
+/** Job event seqs are a PostgreSQL `integer`: an `afterSeq` beyond it could never be compared there. */
+export const MAX_SEQ = 2_147_483_647;
+
 export const subscribeFrameSchema = z.strictObject({
   type: z.literal('subscribe'),
   jobId: id,
-  afterSeq: z.number().int().min(0).optional(),
+  afterSeq: z.number().int().min(0).max(MAX_SEQ, `must be at most ${MAX_SEQ}`).optional(),
 });
 
 export const statusFrameSchema = z.strictObject({ type: z.literal('status') });

@@ -7,6 +7,8 @@ import { toErrorInfo } from '../errors.js';
 import { isTerminal, type JobEvent } from '../jobs/job-event.js';
 import { SubmitRejected, type Runtime, type Unsubscribe } from '../runtime/runtime.js';
 import { createAuthenticator } from './authenticator.js';
+import { createHostCheck } from './host-check.js';
+import { RefusalLog, type Refusal } from './refusal-log.js';
 import {
   parseClientFrame,
   type ChatFrame,
@@ -24,14 +26,23 @@ export interface WebSocketOptions {
   log: Logger;
   /** The endpoint (DESIGN §4: `/ws`). */
   path?: string;
-  /** Unsent bytes a connection may hold before it is closed with 1013. Default 1 MiB. */
-  maxBufferedBytes?: number;
-  /** Frames per second per connection (a token bucket with this burst). Default 20. */
+  /** Frames per second per connection (a token bucket with this burst). Default `config.limits.framesPerSecond`. */
   maxFramesPerSecond?: number;
+  /**
+   * Bytes a connection's socket may hold unsent before further frames wait in the connection's queue
+   * for the socket's 'drain'. Default 256 KiB (never below the socket's own high-water mark).
+   */
+  highWaterBytes?: number;
+  /** Bytes of frames waiting in a connection's queue beyond which it is closed with 1013. Default 32 MiB. */
+  maxQueuedBytes?: number;
+  /** A connection whose queued frames could not be written for this long is closed with 1013. Default 60 s. */
+  stallMs?: number;
   /** Bytes of one client frame. Default: 64 KiB, or more when `limits.messageChars` needs it. */
   maxFrameBytes?: number;
   /** Protocol-level ping interval; a peer that missed the previous ping is terminated. Default 30 s. */
   heartbeatMs?: number;
+  /** Monotonic milliseconds for the once-a-minute refusal log; tests pass their own clock. */
+  now?: () => number;
 }
 
 /** The attached WebSocket endpoint. */
@@ -43,8 +54,10 @@ export interface AttachedWebSocket {
 }
 
 const KIB = 1024;
-const DEFAULT_MAX_BUFFERED_BYTES = 1024 * KIB;
-const DEFAULT_MAX_FRAMES_PER_SECOND = 20;
+const MIB = 1024 * KIB;
+const DEFAULT_HIGH_WATER_BYTES = 256 * KIB;
+const DEFAULT_MAX_QUEUED_BYTES = 32 * MIB;
+const DEFAULT_STALL_MS = 60_000;
 const MIN_FRAME_BYTES = 64 * KIB;
 const DEFAULT_HEARTBEAT_MS = 30_000;
 /** After we send a close frame the peer has this long to answer before its socket is destroyed. */
@@ -58,15 +71,19 @@ const MAX_SUBSCRIPTIONS = 256;
 interface Shared {
   runtime: Runtime;
   limits: FrameLimits;
-  maxBufferedBytes: number;
   maxFramesPerSecond: number;
+  highWaterBytes: number;
+  maxQueuedBytes: number;
+  stallMs: number;
   modes: readonly string[];
 }
 
 /**
  * Serves the WebSocket protocol (DESIGN §4) on `server`'s `upgrade` event at `path`: authenticates the
- * upgrade, validates every frame at the edge, and talks to the runtime only through `Runtime`. A slow
- * client is closed instead of slowing the shared event path; nothing ever awaits a client's drain.
+ * upgrade, validates every frame at the edge, and talks to the runtime only through `Runtime`. Each
+ * connection writes at the pace its client reads (see `Connection`); a client that stops reading is
+ * closed instead of holding memory, and nothing shared ever waits for a client. Refused upgrades are
+ * logged at most once a minute per address; an owner may hold `limits.connectionsPerOwner` connections.
  */
 export function attachWebSocket(server: Server, options: WebSocketOptions): AttachedWebSocket {
   const { runtime, config, log } = options;
@@ -77,11 +94,18 @@ export function attachWebSocket(server: Server, options: WebSocketOptions): Atta
   const shared: Shared = {
     runtime,
     limits: { maxFrameBytes, messageChars: config.limits.messageChars },
-    maxBufferedBytes: options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
-    maxFramesPerSecond: options.maxFramesPerSecond ?? DEFAULT_MAX_FRAMES_PER_SECOND,
+    maxFramesPerSecond: options.maxFramesPerSecond ?? config.limits.framesPerSecond,
+    highWaterBytes: options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES,
+    maxQueuedBytes: options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+    stallMs: options.stallMs ?? DEFAULT_STALL_MS,
     modes: Object.keys(config.modes),
   };
   const authenticate = createAuthenticator(config.auth.tokens);
+  const hostAllowed = createHostCheck({ tokens: config.auth.tokens, hosts: [config.server.host] });
+  const refusals = new RefusalLog({ log, message: 'websocket upgrade refused', ...(options.now === undefined ? {} : { now: options.now }) });
+  /** Open connections per owner; an owner is removed at zero, so the map holds only connected owners. */
+  const perOwner = new Map<string, number>();
+  const connectionsPerOwner = config.limits.connectionsPerOwner;
   const wss = new WebSocketServer({
     noServer: true,
     clientTracking: false,
@@ -95,31 +119,45 @@ export function attachWebSocket(server: Server, options: WebSocketOptions): Atta
   let closing: Promise<void> | null = null;
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const remote = req.socket.remoteAddress;
+    const refuseUpgrade = (refusal: Refusal, text: string, extraHeaders = ''): void => {
+      refusals.note(remote, refusal);
+      refuse(socket, refusal.status, text, extraHeaders);
+    };
     const url = URL.canParse(req.url ?? '/', 'http://localhost') ? new URL(req.url ?? '/', 'http://localhost') : null;
-    if (url === null) return refuse(socket, 400, 'Bad Request');
-    if (url.pathname !== path) return refuse(socket, 404, 'Not Found');
-    if (closing !== null) return refuse(socket, 503, 'Service Unavailable');
+    if (url === null) return refuseUpgrade({ status: 400, reason: 'bad_url' }, 'Bad Request');
+    if (url.pathname !== path) return refuseUpgrade({ status: 404, reason: 'not_found' }, 'Not Found');
+    if (closing !== null) return refuseUpgrade({ status: 503, reason: 'shutting_down' }, 'Service Unavailable');
     const owner = authenticate(req, url);
-    if (owner === null) {
-      log.info({ status: 401 }, 'websocket upgrade refused');
-      return refuse(socket, 401, 'Unauthorized', 'WWW-Authenticate: Bearer\r\n');
-    }
+    if (owner === null) return refuseUpgrade({ status: 401, reason: 'unauthorized' }, 'Unauthorized', 'WWW-Authenticate: Bearer\r\n');
     // Without tokens any web page the user visits could open ws://127.0.0.1/ws and chat as them
-    // (cross-site WebSocket hijacking, DNS rebinding): browsers always send Origin, so refuse foreign ones.
+    // (cross-site WebSocket hijacking, DNS rebinding): browsers always send Origin and Host, so refuse a
+    // foreign one of either.
+    if (!hostAllowed(req.headers.host)) return refuseUpgrade({ status: 403, reason: 'foreign_host' }, 'Forbidden');
     if (config.auth.tokens.length === 0 && !isLoopbackOrigin(req.headers.origin)) {
-      log.info({ status: 403 }, 'websocket upgrade refused: foreign origin without auth');
-      return refuse(socket, 403, 'Forbidden');
+      return refuseUpgrade({ status: 403, reason: 'foreign_origin' }, 'Forbidden');
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (closing !== null) {
         ws.close(1001, 'server shutting down');
         return;
       }
+      const open = perOwner.get(owner) ?? 0;
+      if (open >= connectionsPerOwner) {
+        refusals.note(remote, { status: 1013, reason: 'too_many_connections' });
+        return refuseConnection(ws, `too many connections for this owner (the limit is ${connectionsPerOwner}); close one first`);
+      }
+      perOwner.set(owner, open + 1);
       const id = nextId++;
       const connection = new Connection(ws, socket, owner, shared, log.child({ conn: id }));
       connections.add(connection);
-      ws.on('close', () => connections.delete(connection));
-      connection.log.info({ remote: req.socket.remoteAddress, authenticated: config.auth.tokens.length > 0 }, 'websocket connected');
+      ws.on('close', () => {
+        connections.delete(connection);
+        const left = (perOwner.get(owner) ?? 1) - 1;
+        if (left > 0) perOwner.set(owner, left);
+        else perOwner.delete(owner);
+      });
+      connection.log.info({ remote, authenticated: config.auth.tokens.length > 0 }, 'websocket connected');
     });
   };
   server.on('upgrade', onUpgrade);
@@ -133,6 +171,7 @@ export function attachWebSocket(server: Server, options: WebSocketOptions): Atta
 
   const shutdown = async (): Promise<void> => {
     clearInterval(heartbeat);
+    refusals.close();
     await Promise.all([...connections].map((connection) => connection.closeAndWait(1001, 'server shutting down')));
     server.off('upgrade', onUpgrade);
     await new Promise<void>((resolve) => wss.close(() => resolve()));
@@ -155,9 +194,16 @@ interface Subscription {
 
 /**
  * One client. Each frame is handled as it arrives, none waits for another: a chat whose message is still
- * being stored (slow, or failing on a database outage) never holds up a `ping` or a `cancel`. Replies
- * that belong together stay in order (`accepted`, then the job's events). Its events go out without
- * ever waiting for the client.
+ * being stored (slow, or failing on a database outage) never holds up a `ping` or a `cancel`.
+ *
+ * Frames go out in the order they are sent (`accepted`, then the job's events, the terminal one last),
+ * at the pace the client reads: while the socket holds less than `highWaterBytes` unsent, a frame is
+ * written at once; beyond, frames wait in the connection's own queue and are written as the socket
+ * drains. So the replay of a long answer reaches a client that reads normally over one connection, and
+ * the socket (with the protocol pings behind it) never holds more than about `highWaterBytes`. A client
+ * that stops reading is closed with 1013 once `maxQueuedBytes` wait for it, or when nothing could be
+ * written for `stallMs`. `subscribe` frames replay one at a time, each once the queue is under a quarter
+ * of `maxQueuedBytes`, so a client asking for several long replays at once gets them one after another.
  */
 class Connection {
   private readonly subscriptions = new Map<string, Subscription>();
@@ -167,16 +213,32 @@ class Connection {
   private pending = 0;
   private closeTimer: NodeJS.Timeout | undefined;
   private corked = false;
+  /** Frames waiting for the socket to drain, oldest at `queueHead`. */
+  private queue: string[] = [];
+  private queueHead = 0;
+  private queuedBytes = 0;
+  /** When the queue last made progress (or became non-empty): a queue stuck past `stallMs` closes. */
+  private progressAt = 0;
+  /** `subscribe`s waiting for their turn to replay, first come first served. */
+  private readonly roomWaiters: Array<() => void> = [];
+  /** A `subscribe` is replaying (see `subscribeInTurn`). */
+  private replaying = false;
+  /** The socket's limit on unsent bytes, at least its own high-water mark, so that 'drain' always follows. */
+  private readonly highWaterBytes: number;
 
   constructor(
     private readonly ws: WebSocket,
-    /** The upgraded socket under `ws`: corked while a burst of frames is written (see `send`). */
+    /** The upgraded socket under `ws`: corked while a burst of frames is written, and its 'drain' resumes the queue. */
     private readonly socket: Duplex,
     private readonly owner: string,
     private readonly shared: Shared,
     readonly log: Logger,
   ) {
     this.tokens = shared.maxFramesPerSecond;
+    // A write that leaves the socket's buffer at or over its own high-water mark makes it emit 'drain'
+    // once it is empty again; holding at least that much before queueing guarantees the wake-up.
+    this.highWaterBytes = Math.max(shared.highWaterBytes, socket.writableHighWaterMark);
+    socket.on('drain', () => this.pump());
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('pong', () => {
       this.alive = true;
@@ -186,13 +248,24 @@ class Connection {
     ws.on('close', (code) => {
       clearTimeout(this.closeTimer);
       this.releaseAll();
+      this.dropQueue();
+      // Waiting subscribes go on and find the connection closed.
+      for (const resolve of this.roomWaiters.splice(0)) resolve();
       this.log.info({ code }, 'websocket closed');
     });
   }
 
-  /** One heartbeat tick: terminate a peer that did not answer the previous ping, then ping again. */
+  /**
+   * One heartbeat tick: close a connection whose queue has not moved for `stallMs`, terminate a peer
+   * that did not answer the previous ping, then ping again.
+   */
   beat(): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.queuedBytes > 0 && performance.now() - this.progressAt > this.shared.stallMs) {
+      this.log.warn({ queuedBytes: this.queuedBytes }, 'websocket client stopped reading; closing');
+      this.close(1013, 'client too slow; reconnect and subscribe with afterSeq');
+      return;
+    }
     if (!this.alive) {
       this.log.info('websocket peer missed a heartbeat; terminating');
       this.ws.terminate();
@@ -202,9 +275,14 @@ class Connection {
     this.ws.ping();
   }
 
-  /** Starts the closing handshake and stops feeding the connection; a peer that never answers is destroyed. */
+  /**
+   * Starts the closing handshake and stops feeding the connection; a peer that never answers is destroyed.
+   * Frames still queued go out ahead of the close frame, except when closing for being too slow (1013).
+   */
   close(code: number, reason: string): void {
     this.releaseAll();
+    if (code === 1013) this.dropQueue();
+    else this.flushQueue();
     if (this.ws.readyState === WebSocket.CLOSED) return;
     if (this.ws.readyState !== WebSocket.CLOSING) this.ws.close(code, reason);
     this.closeTimer ??= setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS);
@@ -240,6 +318,13 @@ class Connection {
     this.pending++;
     this.handle(frame)
       .catch((error: unknown) => {
+        // A refusal by the runtime (unknown mode, afterSeq past a job's end, shutdown, …) is the client's to fix.
+        if (error instanceof SubmitRejected) {
+          this.log.info({ frame: frame.type, code: error.code }, 'frame rejected');
+          const refusal = rejectionFrame(error, this.shared.modes);
+          this.sendError(refusal.code, refusal.message, clientMsgId);
+          return;
+        }
         // Store failures were logged by the runtime where they happened; anything else is logged here.
         const info = toErrorInfo(error);
         if (info.code === 'store_unavailable') {
@@ -265,7 +350,7 @@ class Connection {
         else this.log.info({ jobId: frame.jobId }, 'cancel requested');
         return;
       case 'subscribe':
-        if (!(await this.follow(frame.jobId, frame.afterSeq ?? 0))) this.sendError('unknown_job', 'no such job');
+        if (!(await this.subscribeInTurn(frame.jobId, frame.afterSeq ?? 0))) this.sendError('unknown_job', 'no such job');
         return;
     }
   }
@@ -274,22 +359,14 @@ class Connection {
     if (this.subscriptions.size >= MAX_SUBSCRIPTIONS) {
       return this.sendError('rate_limited', 'too many jobs followed at once; wait for some to finish', frame.clientMsgId);
     }
-    let accepted;
-    try {
-      accepted = await this.shared.runtime.submit({
-        text: frame.text,
-        source: 'ws',
-        owner: this.owner,
-        ...(frame.conversationId === undefined ? {} : { conversationId: frame.conversationId }),
-        ...(frame.mode === undefined ? {} : { mode: frame.mode }),
-        ...(frame.clientMsgId === undefined ? {} : { clientMsgId: frame.clientMsgId }),
-      });
-    } catch (error) {
-      if (!(error instanceof SubmitRejected)) throw error;
-      this.log.info({ frame: 'chat', code: error.code }, 'chat rejected');
-      const refusal = rejectionFrame(error, this.shared.modes);
-      return this.sendError(refusal.code, refusal.message, frame.clientMsgId);
-    }
+    const accepted = await this.shared.runtime.submit({
+      text: frame.text,
+      source: 'ws',
+      owner: this.owner,
+      ...(frame.conversationId === undefined ? {} : { conversationId: frame.conversationId }),
+      ...(frame.mode === undefined ? {} : { mode: frame.mode }),
+      ...(frame.clientMsgId === undefined ? {} : { clientMsgId: frame.clientMsgId }),
+    });
     this.log.info({ jobId: accepted.jobId, repeated: accepted.repeated }, 'chat accepted');
     this.send({
       type: 'accepted',
@@ -305,7 +382,26 @@ class Connection {
     }
   }
 
-  /** Subscribes to a job from `afterSeq`; false for an unknown job. Replaces an earlier subscription to it. */
+  /**
+   * A `subscribe` frame: `follow`, one replay at a time per connection and only while the queue has
+   * room, since the replay of an ended job arrives all at once and several long ones together could
+   * exceed `maxQueuedBytes` for a client that reads normally.
+   */
+  private async subscribeInTurn(jobId: string, afterSeq: number): Promise<boolean> {
+    await this.enterReplay();
+    try {
+      return await this.follow(jobId, afterSeq);
+    } finally {
+      this.replaying = false;
+      this.admitWaiting();
+    }
+  }
+
+  /**
+   * Subscribes to a job from `afterSeq`; false for an unknown job. Replaces an earlier subscription to
+   * it. A refusal by the runtime (`SubmitRejected`) is thrown after the subscription is released, so it
+   * never counts against MAX_SUBSCRIPTIONS.
+   */
   private async follow(jobId: string, afterSeq: number): Promise<boolean> {
     if (this.ws.readyState !== WebSocket.OPEN) return true;
     const previous = this.subscriptions.get(jobId);
@@ -364,8 +460,66 @@ class Connection {
     for (const subscription of [...this.subscriptions.values()]) this.release(subscription);
   }
 
+  /** Writes a frame now, or queues it behind the frames already waiting for the socket to drain. */
   private send(frame: ServerFrame): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
+    const data = JSON.stringify(frame);
+    if (this.queuedBytes === 0 && this.ws.bufferedAmount < this.highWaterBytes) {
+      this.write(data);
+      return;
+    }
+    if (this.queuedBytes === 0) this.progressAt = performance.now();
+    this.queue.push(data);
+    this.queuedBytes += Buffer.byteLength(data);
+    // Holding more for a client that does not read would cost memory without end.
+    if (this.queuedBytes > this.shared.maxQueuedBytes) {
+      this.log.warn({ queuedBytes: this.queuedBytes }, 'websocket client too slow; closing');
+      this.close(1013, 'client too slow; reconnect and subscribe with afterSeq');
+    }
+  }
+
+  /** The socket drained: write queued frames, in order, until it holds `highWaterBytes` again. */
+  private pump(): void {
+    if (this.queuedBytes === 0 || this.ws.readyState !== WebSocket.OPEN) return;
+    while (this.queueHead < this.queue.length && this.ws.bufferedAmount < this.highWaterBytes) this.writeQueued();
+    this.progressAt = performance.now();
+    this.compactQueue();
+    this.admitWaiting();
+  }
+
+  /** Writes every queued frame regardless of the socket's fill: the connection is closing normally. */
+  private flushQueue(): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return this.dropQueue();
+    while (this.queueHead < this.queue.length) this.writeQueued();
+    this.dropQueue();
+  }
+
+  private writeQueued(): void {
+    const data = this.queue[this.queueHead];
+    if (data === undefined) return;
+    // The slot is cleared so a long queue does not keep written frames alive until it is compacted.
+    this.queue[this.queueHead++] = '';
+    this.queuedBytes -= Buffer.byteLength(data);
+    this.write(data);
+  }
+
+  private compactQueue(): void {
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  private dropQueue(): void {
+    this.queue = [];
+    this.queueHead = 0;
+    this.queuedBytes = 0;
+  }
+
+  private write(data: string): void {
     // Frames sent in one burst (`accepted` and the events it replays, a chunk and the next) leave in
     // one write: each write to a socket is a system call that costs more than the frame itself.
     if (!this.corked) {
@@ -376,14 +530,28 @@ class Connection {
         this.socket.uncork();
       });
     }
-    this.ws.send(JSON.stringify(frame));
-    // ws queues what the socket cannot take; past the limit this client is not keeping up, and holding
-    // more for it would cost memory (and waiting for it would cost everyone else's latency).
-    const buffered = this.ws.bufferedAmount;
-    if (buffered > this.shared.maxBufferedBytes) {
-      this.log.warn({ bufferedBytes: buffered }, 'websocket client too slow; closing');
-      this.close(1013, 'client too slow; reconnect and subscribe with afterSeq');
+    this.ws.send(data);
+  }
+
+  /** Resolves when this `subscribe` may replay: no other replay running or waiting, and room in the queue. */
+  private enterReplay(): Promise<void> {
+    if (!this.replaying && this.roomWaiters.length === 0 && this.hasRoom()) {
+      this.replaying = true;
+      return Promise.resolve();
     }
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** Lets the first waiting `subscribe` replay when none is running and the queue has room. */
+  private admitWaiting(): void {
+    if (this.replaying || this.roomWaiters.length === 0 || !this.hasRoom()) return;
+    this.replaying = true;
+    this.roomWaiters.shift()?.();
+  }
+
+  /** Room for a replay: at most a quarter of `maxQueuedBytes` waiting (or the connection is closing). */
+  private hasRoom(): boolean {
+    return this.queuedBytes <= this.shared.maxQueuedBytes / 4 || this.ws.readyState !== WebSocket.OPEN;
   }
 
   /** An error frame; for a chat it names the chat's `clientMsgId`, since replies to chats may come in any order. */
@@ -404,11 +572,23 @@ class Connection {
   }
 }
 
+/** Accepts the WebSocket only to say why it cannot stay: `rate_limited`, then close 1013. */
+function refuseConnection(ws: WebSocket, message: string): void {
+  ws.on('error', () => undefined);
+  const frame: ErrorFrame = { type: 'error', code: 'rate_limited', message };
+  ws.send(JSON.stringify(frame));
+  ws.close(1013, 'too many connections');
+  const timer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+  timer.unref();
+  ws.once('close', () => clearTimeout(timer));
+}
+
 /** Maps a runtime refusal to the closed set of WebSocket error codes. */
 function rejectionFrame(error: SubmitRejected, modes: readonly string[]): Pick<ErrorFrame, 'code' | 'message'> {
   switch (error.code) {
     case 'bad_request':
     case 'too_large':
+    case 'rate_limited':
       return { code: error.code, message: error.message };
     case 'unknown_conversation':
       return { code: 'unknown_conversation', message: 'no such conversation' };
