@@ -38,7 +38,7 @@ beforeAll(async () => {
   } finally {
     await seed.close();
   }
-}, 60_000);
+}, 120_000);
 
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
@@ -88,7 +88,7 @@ describe('npm run ingest', () => {
       { id: 'notes.txt', title: 'notes', body: '회의록을 정리했습니다.' },
       { id: 'plans/budget.md', title: 'Budget 2026', body: '# Budget 2026\n\nThe budget is 12 000 euros.' },
     ]);
-  }, 60_000);
+  }, 120_000);
 
   it('takes the cap from --max-bytes', async () => {
     const docs = folder('small', { 'short.md': '# Short', 'long.md': `# Long\n${'x'.repeat(2_000)}` });
@@ -98,7 +98,7 @@ describe('npm run ingest', () => {
       stderr: 'ingest: skipped long.md: 2 KiB is over the limit of 1 KiB (--max-bytes)\n',
       stdout: `ingested 1 document from ${docs}, skipped 1\n`,
     });
-  }, 60_000);
+  }, 120_000);
 
   it('stops with one sentence and exit 1 for a missing folder, a file, or a database it cannot reach; migrate too', async () => {
     const docs = folder('reach', { 'a.md': '# A' });
@@ -127,7 +127,7 @@ describe('npm run ingest', () => {
       stderr: 'migrate: cannot open the database (PostgreSQL (database.url / DATABASE_URL)): the database is unavailable (ECONNREFUSED)\n',
     });
     expect(usage).toMatchObject({ code: 2, stderr: expect.stringMatching(/^usage: npm run ingest -- DIR .*--max-bytes N\]\n$/) });
-  }, 60_000);
+  }, 120_000);
 });
 
 /** A port nothing listens on: bind, note it, close. */
