@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { assign, createActor, fromCallback, sendTo, setup, type AnyActorRef, type AnyEventObject, type InspectionEvent } from 'xstate';
 import { createActorPool, type PoolCommand } from '../src/machines/actor-pool.js';
 
@@ -156,6 +156,9 @@ function startOwner() {
   const errors: unknown[] = [];
   owner.subscribe({ error: (error) => errors.push(error) });
   owner.start();
+  onTestFinished(() => {
+    owner.stop();
+  });
   const command = (c: Command): void => owner.send({ type: 'command', command: c });
   const received = (): Received[] => owner.getSnapshot().context.received;
   const member = (id: string): AnyActorRef => {

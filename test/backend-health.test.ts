@@ -7,7 +7,6 @@
 import { SimulatedClock } from 'xstate';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BackendEmitted } from '../src/machines/backend-machine.js';
-import { PING_CACHE_MS } from '../src/machines/load-estimate.js';
 import { readBackendStatus, type BackendActor } from '../src/runtime/backend-registry.js';
 import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.js';
 import { startBackendActor, until } from './helpers/backend-actor.js';
@@ -26,6 +25,7 @@ afterEach(async () => {
   await fake.setDown(false);
   fake.status = null;
   fake.modelsDelayMs = 0;
+  fake.onModels = null;
   fake.modelsFault = null;
   fake.setDefault({ content: ['Hello'] });
   fake.resetStats();
@@ -37,6 +37,14 @@ function start(options: Parameters<typeof startBackendActor>[1] & { healthInterv
   clock.set(Date.parse('2026-11-29T12:00:00Z'));
   const { actor } = startBackendActor(fake, { ...options, clock });
   actors.push(actor);
+  // A probe takes `probeLatencyMs` on the machines' clock: the fake moves it while it answers.
+  let probeLatencyMs = 0;
+  fake.onModels = () => {
+    if (probeLatencyMs > 0) clock.increment(probeLatencyMs);
+  };
+  const probesTake = (ms: number): void => {
+    probeLatencyMs = ms;
+  };
   const health = () => readBackendStatus(actor, clock.now());
   const samples = () => actor.getSnapshot().context.health.getSnapshot().context.measures.samples;
   // Probes that have finished, successful or not: each time the health machine leaves `probing`.
@@ -58,7 +66,7 @@ function start(options: Parameters<typeof startBackendActor>[1] & { healthInterv
   const probes = async (n: number): Promise<void> => {
     for (let i = 0; i < n; i += 1) await probe();
   };
-  return { actor, clock, health, samples, value, probe, probes };
+  return { actor, clock, health, samples, value, probe, probes, probesTake };
 }
 
 /** A reply the fake holds until the test opens it. */
@@ -102,31 +110,27 @@ describe('backend health', () => {
   });
 
   it('takes the load from the hybrid rule: health latency against the baseline', async () => {
-    const { health, probes, samples } = start({ healthIntervalMs: 30 });
+    const { health, probes, probesTake, samples } = start({ healthIntervalMs: 30 });
     await until(() => samples() >= 1, 5_000, 'the first probe');
-    // The baseline is the slowest of the first five samples (the first connection's among them), then an
-    // average that settles on the 10 ms floor.
-    await probes(24);
+    // Probes take no time on the machines' clock: the baseline is the 10 ms floor from the first samples.
+    await probes(5);
     expect(health()).toMatchObject({ state: 'up', source: 'hybrid', load: 'idle' });
-    fake.modelsDelayMs = 40; // over 2x the 10 ms baseline
+    probesTake(40); // over 2x the 10 ms baseline
     await probes(1);
     expect(health().load).toBe('normal');
-    fake.modelsDelayMs = 200; // over 5x
+    probesTake(200); // over 5x
     await probes(1);
     expect(health().load).toBe('busy');
   });
 
   it('pings the model (as background work through the mailbox) when health is slow, and a slow ping means very busy', async () => {
-    const { clock, health, probe, probes, samples, value } = start({ healthIntervalMs: 30, client: { firstByteTimeoutMs: 20_000, timeoutMs: 20_000 } });
+    const { clock, health, probe, probes, probesTake, samples, value } = start({ healthIntervalMs: 30, client: { firstByteTimeoutMs: 20_000, timeoutMs: 20_000 } });
     await until(() => samples() >= 1, 5_000, 'the first probe');
-    await probes(24); // the baseline settles on the 10 ms floor (see the hybrid test)
-    // A probe that happened to be slow may have asked for a ping already: let its cache run out.
-    await until(() => value().includes('waiting'), 5_000, 'waiting');
-    await probe(PING_CACHE_MS + 1);
+    await probes(5); // the baseline is the 10 ms floor (see the hybrid test)
     fake.resetStats();
     const held = gate();
     fake.setDefault(() => held.opened.then(() => ({ content: ['.'] })));
-    fake.modelsDelayMs = 60; // > 3x the 10 ms baseline: the rule wants an inference ping
+    probesTake(60); // > 3x the 10 ms baseline: the rule wants an inference ping
     await probes(1);
     await until(() => fake.chatRequests.length === 1, 5_000, 'inference ping');
     expect(fake.chatRequests[0]?.body).toMatchObject({ max_tokens: 1, stream: false });
@@ -140,7 +144,7 @@ describe('backend health', () => {
   });
 
   it('does not ping while a user request holds the slot, and a progressing stream is proof of life', async () => {
-    const { actor, health, probes, samples } = start({ healthIntervalMs: 100 });
+    const { actor, health, probes, probesTake, samples } = start({ healthIntervalMs: 100 });
     await until(() => samples() >= 1, 5_000, 'the first probe');
     await probes(5);
     // A stream that keeps making progress until the test cancels it.
@@ -148,7 +152,7 @@ describe('backend health', () => {
     const user = request(actor, 'long answer', { kind: 'stream' });
     await until(() => user.text().length > 0, 5_000, 'streaming');
     fake.modelsFault = 'http_500';
-    fake.modelsDelayMs = 60;
+    probesTake(60);
     await probes(3); // failing probes while the stream is in progress: still up, and no ping
     expect(health().state).toBe('up');
     user.cancel();

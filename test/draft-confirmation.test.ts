@@ -8,7 +8,7 @@
  * with the stored draft's params, then clears the draft.
  */
 import { createActor, fromCallback, fromPromise, waitFor } from 'xstate';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { BackendReply } from '../src/machines/backend-protocol.js';
 import {
   jobMachine,
@@ -118,6 +118,11 @@ async function runJob(options: { text: string; draft: Record<string, unknown> | 
     },
   });
   job.start();
+  onTestFinished(() => {
+    job.stop();
+    sink.stop();
+    supervisor.stop();
+  });
   await waitFor(job, (snapshot) => snapshot.status === 'done', { timeout: 5_000 });
   const deadline = Date.now() + 5_000;
   while (!run.events.some((e) => ['done', 'error', 'cancelled'].includes(e.payload.event))) {

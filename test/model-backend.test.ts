@@ -1,6 +1,6 @@
 import { getShortestPaths, getSimplePaths } from '@xstate/graph';
-import { createActor, type AnyActorRef, type SnapshotFrom } from 'xstate';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActor, SimulatedClock, type AnyActorRef, type SnapshotFrom } from 'xstate';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createOpenAIClient } from '../src/actors/inference/openai-client.js';
 import type { BackendEvent } from '../src/machines/backend-machine.js';
 import type { BackendReply } from '../src/machines/backend-protocol.js';
@@ -31,10 +31,13 @@ function realBackend(
   healthIntervalMs: number,
   onHealth?: (snapshot: HealthSnapshot) => void,
   onBackend?: (snapshot: BackendSnapshot) => void,
+  clock?: SimulatedClock,
 ) {
   const client = createOpenAIClient({ baseUrl: fake.baseUrl, model: 'fake-model', firstByteTimeoutMs: 5_000 });
-  return createActor(provideBackendMachine({ client, model: 'fake-model', probeTimeoutMs: 1_000 }), {
-    input: { name: 'model', concurrency, maxBackgroundWaitMs: 60_000, healthIntervalMs },
+  const now = clock ? () => clock.now() : undefined;
+  const actor = createActor(provideBackendMachine({ client, model: 'fake-model', probeTimeoutMs: 1_000, ...(now ? { now } : {}) }), {
+    ...(clock ? { clock } : {}),
+    input: { name: 'model', concurrency, maxBackgroundWaitMs: 60_000, healthIntervalMs, ...(now ? { now } : {}) },
     inspect: (event) => {
       if (event.type !== '@xstate.snapshot') return;
       const id = (event.actorRef as AnyActorRef).id;
@@ -42,6 +45,10 @@ function realBackend(
       if (onBackend && (event.actorRef as AnyActorRef).sessionId === event.rootId) onBackend(event.snapshot as BackendSnapshot);
     },
   });
+  onTestFinished(() => {
+    actor.stop();
+  });
+  return actor;
 }
 
 // ---------------------------------------------------------------- mailbox
@@ -203,12 +210,15 @@ describe(`health machine: ${healthPaths.length} shortest paths`, () => {
     );
   });
 
+  /** How long the next probe takes on the machines' clock (the fake moves the clock while it answers). */
+  let probeLatencyMs = 0;
+
   /** Sets up the fake so that the step's event is what happens next. */
   function arrange(event: { type: string } | undefined): void {
     if (!event) return;
     if (event.type === 'xstate.done.actor.probe') {
       fake.modelsFault = null;
-      fake.modelsDelayMs = (event as unknown as { output: { healthMs: number } }).output.healthMs > 100 ? 150 : 0;
+      probeLatencyMs = (event as unknown as { output: { healthMs: number } }).output.healthMs > 100 ? 150 : 0;
     } else if (event.type === 'xstate.error.actor.probe') {
       fake.modelsFault = 'http_500';
     } else if (event.type === 'ping.measured') {
@@ -231,20 +241,44 @@ describe(`health machine: ${healthPaths.length} shortest paths`, () => {
     it(`${events.at(-1)?.type}: ${expected.join(' → ')}`, async () => {
       const visited: string[] = [];
       fake.resetStats();
+      probeLatencyMs = 0;
+      const clock = new SimulatedClock();
+      clock.set(Date.parse('2026-11-29T12:00:00Z'));
+      fake.onModels = () => clock.increment(probeLatencyMs);
+      // Each `waiting` ends when the test moves the clock one interval, never on a real timer.
+      let waits = 0;
       arrange(events[1]);
-      const actor = realBackend(1, 25, (snapshot) => {
-        const value = healthValue(snapshot);
-        if (visited.at(-1) === value) return;
-        visited.push(value);
-        arrange(events[visited.length]); // the step after the one just reached
-      }).start();
-      await until(() => visited.length >= expected.length, 5_000, expected.join(' → '));
+      const actor = realBackend(
+        1,
+        25,
+        (snapshot) => {
+          const value = healthValue(snapshot);
+          if (visited.at(-1) === value) return;
+          visited.push(value);
+          if (value.includes('waiting')) waits += 1;
+          arrange(events[visited.length]); // the step after the one just reached
+        },
+        undefined,
+        clock,
+      ).start();
+      let moved = 0;
+      await until(
+        () => {
+          if (moved < waits && visited.length < expected.length) {
+            moved += 1;
+            clock.increment(25);
+          }
+          return visited.length >= expected.length;
+        },
+        5_000,
+        expected.join(' → '),
+      );
       // The ping is a real request through the mailbox: the fake sees it.
       if (expected.includes('{"up":"pinging"}')) await until(() => fake.chatRequests.length > 0, 2_000, 'the ping at the fake');
       actor.stop();
       expect(visited.slice(0, expected.length)).toEqual(expected);
       fake.modelsFault = null;
-      fake.modelsDelayMs = 0;
+      fake.onModels = null;
       fake.setDefault({ content: ['ok'] });
       fake.resetStats();
     });

@@ -217,6 +217,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  sink.stop();
   client?.close();
   await gateway?.close();
   await small?.close();

@@ -1,5 +1,5 @@
 import { createActor, fromCallback, sendTo, setup, type AnyActorRef, type AnyActorLogic } from 'xstate';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { createActorPool, type PoolCommand } from '../src/machines/actor-pool.js';
 import { conversationMachine } from '../src/machines/conversation-machine.js';
 import { jobMachine, type JobFinishedEvent, type JobInput, type JobSinkEvent, type JobToolkit } from '../src/machines/job-machine.js';
@@ -79,6 +79,10 @@ function startSupervisor(machine: typeof supervisorMachine, maxActiveJobs = 1) {
   const errors: unknown[] = [];
   supervisor.subscribe({ error: (error) => errors.push(error) });
   supervisor.start();
+  onTestFinished(() => {
+    supervisor.stop();
+    sink.stop();
+  });
   const submit = (jobId: string, conversationId: string): void =>
     supervisor.send({ type: 'submit', spec: { jobId, owner: 'anonymous', conversationId, text: `text of ${jobId}`, mode: 'auto' } });
   /** The sink's events as `jobId event data` lines. */

@@ -75,8 +75,15 @@ function applyPlan(enqueue: PlanEnqueuer, context: BackendContext, plan: Mailbox
   }
   for (const { to, event } of plan.out) {
     const target = typeof to === 'number' ? context.calls[to] : to;
-    if (target) enqueue.sendTo(target, event);
+    // A requester that stopped is not answered (the watcher cancels its request): nothing would read it.
+    if (target && !isGone(target)) enqueue.sendTo(target, event);
   }
+}
+
+/** Whether an actor has stopped, finished or failed, so that an event sent to it would be dropped. */
+function isGone(ref: AnyActorRef): boolean {
+  const status = ref.getSnapshot().status;
+  return status === 'stopped' || status === 'done' || status === 'error';
 }
 
 type MailboxStatus = ReturnType<typeof mailboxStatus>;
@@ -153,9 +160,8 @@ export const backendMachine = setup({
     /** Enqueue a request (and watch its requester), and serve it at once when a slot is free. */
     acceptRequest: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'infer.request') return;
-      const status = event.replyTo.getSnapshot().status;
       // A requester that is already gone gets nothing: its request never reaches the server.
-      if (status === 'stopped' || status === 'done' || status === 'error') return;
+      if (isGone(event.replyTo)) return;
       enqueue.sendTo('watcher', { type: 'watch', requestId: event.requestId, ref: event.replyTo } satisfies WatcherCommand);
       const now = context.now();
       const queue = enqueueRequest(context.queue, event, now);
@@ -168,7 +174,9 @@ export const backendMachine = setup({
       const place = positionOf(context.queue, event.requestId, now, context.maxBackgroundWaitMs);
       const { queue, removed } = removeRequest(context.queue, event.requestId);
       if (removed) {
-        enqueue.sendTo(removed.event.replyTo, { type: 'infer.cancelled', requestId: event.requestId } satisfies BackendReply);
+        if (!isGone(removed.event.replyTo)) {
+          enqueue.sendTo(removed.event.replyTo, { type: 'infer.cancelled', requestId: event.requestId } satisfies BackendReply);
+        }
         enqueue.sendTo('watcher', { type: 'unwatch', requestId: event.requestId } satisfies WatcherCommand);
         // Those behind it move up one place.
         const out: Outgoing[] = [];

@@ -131,6 +131,8 @@ export class FakeBackend {
   models: string[];
   /** Latency of `GET /v1/models` (the health probe). */
   modelsDelayMs = 0;
+  /** Called when a `/models` request arrives, before any delay: a test moves its simulated clock here. */
+  onModels: (() => void) | null = null;
   /** Failure of `GET /v1/models`: an HTTP 500, no answer at all, or a dropped connection. */
   modelsFault: 'http_500' | 'hang' | 'reset' | null = null;
   status: FakeStatus | null = null;
@@ -331,6 +333,7 @@ export class FakeBackend {
   }
 
   private async answerModels(req: IncomingMessage, res: ServerResponse, gone: AbortSignal, state: { serverDropped: boolean }) {
+    this.onModels?.();
     if (this.modelsDelayMs > 0 && !(await pause(this.modelsDelayMs, gone))) return;
     if (this.modelsFault === 'hang') {
       await pause(HANG_MS, gone);

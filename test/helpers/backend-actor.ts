@@ -1,3 +1,4 @@
+import { onTestFinished } from 'vitest';
 import { createActor, type SimulatedClock } from 'xstate';
 import { createOpenAIClient, type OpenAIClientOptions } from '../../src/actors/inference/openai-client.js';
 import type { BackendMachineInput } from '../../src/machines/backend-machine.js';
@@ -13,7 +14,7 @@ export type TestBackendOptions = Partial<BackendMachineInput> & {
   clock?: SimulatedClock;
 };
 
-/** A started backend actor over a real client pointed at the fake, as the runtime builds it. */
+/** A started backend actor over a real client pointed at the fake, as the runtime builds it; stopped when the test ends. */
 export function startBackendActor(fake: FakeBackend, options: TestBackendOptions = {}) {
   const client = createOpenAIClient({
     baseUrl: fake.baseUrl,
@@ -42,6 +43,9 @@ export function startBackendActor(fake: FakeBackend, options: TestBackendOptions
   });
   actor.subscribe({ error: (error) => errors.push(error) });
   actor.start();
+  onTestFinished(() => {
+    actor.stop();
+  });
   return { actor, errors };
 }
 

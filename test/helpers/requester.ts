@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { onTestFinished } from 'vitest';
 import { createActor, fromCallback, type AnyActorRef } from 'xstate';
 import type { ChatRequest } from '../../src/actors/inference/types.js';
 import type { BackendReply, BackendTerminalReply, Priority, RequestKind } from '../../src/machines/backend-protocol.js';
@@ -20,7 +21,7 @@ export interface TestRequester {
 
 const TERMINAL = new Set(['infer.done', 'infer.error', 'infer.cancelled']);
 
-/** Starts a requester actor and sends its request to `backend`. */
+/** Starts a requester actor and sends its request to `backend`; the requester is stopped when the test ends. */
 export function request(
   backend: AnyActorRef,
   chat: ChatRequest | string,
@@ -41,6 +42,9 @@ export function request(
       });
     }),
   ).start();
+  onTestFinished(() => {
+    ref.stop();
+  });
   const body: ChatRequest = typeof chat === 'string' ? { messages: [{ role: 'user', content: chat }] } : chat;
   backend.send({
     type: 'infer.request',

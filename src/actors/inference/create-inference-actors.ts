@@ -17,7 +17,7 @@ export interface InferenceActorsDeps {
   pingTimeoutMs?: number;
   /** How long an aborted call may take to settle before its slot is freed anyway. */
   drainGraceMs?: number;
-  /** The clock an inference ping's latency is read on (default `performance.now`); tests simulate it. */
+  /** The clock a probe's and an inference ping's latency are read on (default `performance.now`); tests simulate it. */
   now?: () => number;
 }
 
@@ -126,7 +126,7 @@ export function createInferenceActors({ client, model, probeTimeoutMs, pingTimeo
    */
   const probeBackend = fromPromise<ProbeOutput, ProbeInput>(async ({ signal }) => {
     const bounded = AbortSignal.any([signal, AbortSignal.timeout(probeTimeoutMs)]);
-    const started = performance.now();
+    const started = now();
     try {
       const models = await client.listModels(bounded);
       if (!models.includes(model)) throw new BackendUnavailableError('model_missing', `the server does not list the model "${model}"`);
@@ -136,7 +136,7 @@ export function createInferenceActors({ client, model, probeTimeoutMs, pingTimeo
       }
       throw error;
     }
-    const healthMs = Math.round((performance.now() - started) * 10) / 10;
+    const healthMs = Math.round((now() - started) * 10) / 10;
     const statusReport = await client.fetchStatus(bounded).catch(() => null);
     return { healthMs, statusReport };
   });
