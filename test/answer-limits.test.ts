@@ -122,17 +122,27 @@ describe('a model answer over limits.answerChars, directly at the client', () =>
     });
   }
 
-  // KNOWN BUG (reported with issue 9's tests): an SSE event longer than the parser's own cap (4 MiB,
-  // `sse-parser.ts`) fails as `backend_protocol_error` before the answer limit is looked at, so a server
-  // that sends its whole answer as one event gets the wrong reason (and, with `answerChars` raised above
-  // 4 Mi, an answer within the limit is refused). `.fails` until it is fixed; then make it a plain `it`.
-  it.fails('stream: one 5 MB event, over the limit, fails with answer_too_long', async () => {
+  // One SSE event may hold a whole answer: the parser's cap on an event follows the answer limit.
+  it('stream: one 5 MB event, over the limit, fails with answer_too_long', async () => {
     const client = createOpenAIClient({ baseUrl: fake.baseUrl, model: 'fake-model', maxAnswerChars: 200_000, timeoutMs: 10_000 });
     fake.enqueue({ content: ['x'.repeat(5_000_000)] });
     try {
       await expect(client.stream({ messages: [{ role: 'user', content: 'long' }] }, { signal: AbortSignal.timeout(10_000), onContent: () => undefined })).rejects.toMatchObject({
         reason: 'answer_too_long',
       });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('stream: one 5 MB event within a raised limit arrives whole', async () => {
+    const client = createOpenAIClient({ baseUrl: fake.baseUrl, model: 'fake-model', maxAnswerChars: 6_000_000, timeoutMs: 10_000 });
+    fake.enqueue({ content: ['x'.repeat(5_000_000)] });
+    try {
+      let delivered = 0;
+      const result = await client.stream({ messages: [{ role: 'user', content: 'long' }] }, { signal: AbortSignal.timeout(10_000), onContent: (text) => (delivered += text.length) });
+      expect(result.content).toHaveLength(5_000_000);
+      expect(delivered).toBe(5_000_000);
     } finally {
       await client.close();
     }

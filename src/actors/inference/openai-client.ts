@@ -523,14 +523,15 @@ function readEventStream(
         return;
       }
       assembler.add(event.data, onContent);
-    });
+    }, { maxEventChars: maxAnswerChars * BODY_BYTES_PER_CHAR + BODY_OVERHEAD_BYTES });
 
     const onData = (chunk: Buffer): void => {
       guard.touch();
       try {
         parser.push(chunk);
       } catch (error) {
-        finish(error instanceof RangeError ? new BackendProtocolError(`${target.where} sent an oversized SSE event`) : error);
+        // One event longer than any answer within the limit could take: the answer is too long.
+        finish(error instanceof RangeError ? new AnswerTooLongError(maxAnswerChars) : error);
       }
     };
 
