@@ -176,6 +176,19 @@ describe('one WebSocket session through every branch', () => {
     expect(error.code).toBe('bad_request');
   });
 
+  it("names of Object.prototype's members are not modes: each is a bad_request naming the mode, and nothing runs", async () => {
+    const requests = small.chatRequests.length + large.chatRequests.length;
+    for (const mode of ['toString', '__proto__', 'constructor', 'hasOwnProperty']) {
+      const from = client.frames.length;
+      client.send({ type: 'chat', text: 'x', mode, clientMsgId: `proto-${mode}` });
+      const error = await client.waitFor((f) => f.type === 'error' && f.clientMsgId === `proto-${mode}`, 5_000, from);
+      expect(error).toMatchObject({ code: 'bad_request' });
+      expect(String(error.message)).toContain(mode);
+    }
+    expect(client.frames.filter((f) => f.type === 'accepted' && String(f.clientMsgId).startsWith('proto-'))).toEqual([]);
+    expect(small.chatRequests.length + large.chatRequests.length).toBe(requests);
+  });
+
   it('keeps the conversation: the second message of a conversation sees the first in its history', async () => {
     const first = await client.chat('hello');
     await client.finished(first.jobId);

@@ -243,7 +243,7 @@ function startJob(context: SupervisorContext, spec: JobSpec, enqueue: Enqueuer, 
       conversationId: spec.conversationId,
       text: spec.text,
       mode: spec.mode,
-      modeBackend: spec.mode === 'auto' ? null : (context.modes[spec.mode] ?? null),
+      modeBackend: spec.mode !== 'auto' && Object.hasOwn(context.modes, spec.mode) ? context.modes[spec.mode]! : null,
       supervisor,
     },
   });

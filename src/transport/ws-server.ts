@@ -593,7 +593,7 @@ function rejectionFrame(error: SubmitRejected, modes: readonly string[]): Pick<E
     case 'unknown_conversation':
       return { code: 'unknown_conversation', message: 'no such conversation' };
     case 'unknown_mode':
-      return { code: 'bad_request', message: `unknown mode; use "auto" or one of: ${modes.join(', ') || '(none)'}` };
+      return { code: 'bad_request', message: `${error.message}; use "auto" or one of: ${modes.join(', ') || '(none)'}` };
     case 'shutting_down':
       return { code: 'bad_request', message: 'the server is shutting down; reconnect and send again shortly' };
   }
