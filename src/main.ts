@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { DataDirInUseError } from './actors/store/data-dir-lock.js';
-import { ConfigError, loadConfig } from './config/load-config.js';
+import { ConfigError, impliedSettings, loadConfig } from './config/load-config.js';
 import { createLogger } from './log.js';
 import { createRuntime } from './runtime/create-runtime.js';
 import { startGateway } from './transport/start-gateway.js';
@@ -57,6 +57,8 @@ async function main(): Promise<void> {
   await runtime.start();
   http = await startGateway({ host: config.server.host, port: config.server.port, runtime, log });
   log.info({ url: http.url, backends: Object.keys(config.backends) }, 'switchboard listening');
+  const implied = impliedSettings(config);
+  if (implied.length > 0) log.info({ implied }, `not in the config, so: ${implied.join('; ')}`);
 
   process.on('SIGTERM', () => void shutdown('SIGTERM', config.shutdown.graceMs, 0));
   process.on('SIGINT', () => void shutdown('SIGINT', config.shutdown.graceMs, 0));

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, hostAllowed, loadConfig, parseConfig } from '../src/config/load-config.js';
+import { ConfigError, hostAllowed, impliedSettings, loadConfig, parseConfig } from '../src/config/load-config.js';
 
 function problemsOf(raw: unknown): string[] {
   try {
@@ -31,6 +31,38 @@ describe('config', () => {
       framesPerSecond: 20,
     });
     expect(Object.isFrozen(config.backends)).toBe(true);
+  });
+
+  it('takes a one-backend config as it is: both roles and one mode are that backend, and the start log says so', () => {
+    const config = parseConfig({ backends: { ollama: { baseUrl: 'http://127.0.0.1:11434/v1', model: 'qwen3:8b' } } });
+    expect(config.roles).toEqual({ classifier: 'ollama', reasoner: 'ollama' });
+    expect(config.modes).toEqual({ ollama: 'ollama' });
+    expect(impliedSettings(config)).toEqual(['roles.classifier and roles.reasoner: "ollama" (the only backend)', 'modes: ollama (one per backend)']);
+  });
+
+  it('defaults what is not written to the first backend, checks only the names the user wrote, and makes mode names of backend names', () => {
+    const backends = {
+      'Small.Model': { baseUrl: 'http://127.0.0.1:8800/v1', model: 's' },
+      big: { baseUrl: 'http://127.0.0.1:8801/v1', model: 'b' },
+      auto: { baseUrl: 'http://127.0.0.1:8802/v1', model: 'a' },
+    };
+    const partial = parseConfig({ backends, roles: { reasoner: 'big' } });
+    expect(partial.roles).toEqual({ classifier: 'Small.Model', reasoner: 'big' });
+    // `auto` is the pipeline, never a mode; other names are made valid mode names.
+    expect(partial.modes).toEqual({ 'small-model': 'Small.Model', big: 'big' });
+    expect(impliedSettings(partial)).toEqual([
+      'roles.classifier: "Small.Model" (the first backend)',
+      'modes: small-model → Small.Model, big (one per backend)',
+    ]);
+    // Written modes are kept as written (none implied), and everything written is checked.
+    const written = parseConfig({ backends, roles: { classifier: 'big', reasoner: 'big' }, modes: { deep: 'big' } });
+    expect(written.modes).toEqual({ deep: 'big' });
+    expect(impliedSettings(written)).toEqual([]);
+    expect(problemsOf({ backends, roles: { classifier: 'local' } })).toEqual([
+      'roles.classifier: "local" is not a backend, expected one of the configured backends (Small.Model, big, auto)',
+    ]);
+    // No backend at all is one problem, not one per implied name.
+    expect(problemsOf({ backends: {} })).toEqual(['backends: expected at least one backend']);
   });
 
   it('accepts the DESIGN example', () => {

@@ -6,7 +6,10 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
+import { startFakeBackend } from './fakes/fake-openai-backend.js';
+import { TestClient } from './helpers/gateway.js';
 
 /** A port nothing listens on: bind, note it, close. */
 async function closedPort(): Promise<number> {
@@ -70,6 +73,45 @@ describe('npm start', () => {
     child.kill('SIGTERM');
     const [code] = (await once(child, 'exit')) as [number | null];
     expect(code).toBe(0);
+  });
+
+  it('starts from a folder whose switchboard.config.json names one backend and nothing else, and answers', { timeout: CHILD_TIMEOUT_MS }, async () => {
+    const fake = await startFakeBackend({ defaultReply: { content: JSON.stringify({ action: 'direct', response: 'Hello from the only model.' }) } });
+    const dir = mkdtempSync(join(tmpdir(), 'sb-one-backend-'));
+    writeFileSync(join(dir, 'switchboard.config.json'), JSON.stringify({ backends: { x: { baseUrl: fake.baseUrl, model: 'fake-model' } } }));
+    // As a user runs it: from that folder, the default config file and data folder (./data), no flags.
+    // Only the port comes from the environment, since 8787 may be taken here.
+    const repo = new URL('..', import.meta.url).pathname;
+    const tsx = createRequire(import.meta.url).resolve('tsx');
+    const child = spawn(process.execPath, ['--import', tsx, join(repo, 'src/main.ts')], {
+      cwd: dir,
+      env: { ...process.env, VITEST: '', LOG_LEVEL: 'info', SWITCHBOARD_PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let client: TestClient | undefined;
+    try {
+      const messages: string[] = [];
+      let url = '';
+      for await (const line of createInterface({ input: child.stdout })) {
+        const entry = JSON.parse(line) as { msg: string; url?: string };
+        messages.push(entry.msg);
+        if (entry.msg.startsWith('not in the config')) break;
+        if (entry.msg === 'switchboard listening') url = entry.url ?? '';
+      }
+      expect(messages).toContain('not in the config, so: roles.classifier and roles.reasoner: "x" (the only backend); modes: x (one per backend)');
+      client = await TestClient.connect(`${url.replace(/^http/, 'ws')}/ws`);
+      const { jobId } = await client.chat('hello there');
+      const events = await client.finished(jobId, 30_000);
+      expect(events.at(-1)?.event).toBe('done');
+      expect(client.answer(jobId)).toBe('Hello from the only model.');
+      const mode = await client.chat('straight to x', { mode: 'x' });
+      expect((await client.finished(mode.jobId, 30_000)).at(-1)?.event).toBe('done');
+    } finally {
+      client?.close();
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+      await fake.close();
+    }
   });
 
   it('refuses an invalid config with one line per problem and a non-zero exit', { timeout: CHILD_TIMEOUT_MS }, async () => {

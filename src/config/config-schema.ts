@@ -48,7 +48,11 @@ export const backendSchema = z.strictObject({
 /** Calendar and email settings arrive with their tools; for now only the URL (checked against egress) is fixed. */
 const toolEndpoint = z.looseObject({ url });
 
-export const configSchema = z.strictObject({
+/** A mode's name, as the WebSocket and the OpenAI API's `model` field carry it. */
+export const MODE_NAME = /^[a-z0-9_-]{1,32}$/;
+
+/** The file's sections as written; `roles` and `modes` may be absent (see {@link configSchema}). */
+export const configObjectSchema = z.strictObject({
   server: z
     .strictObject({
       host: z.string().min(1).default('127.0.0.1'),
@@ -68,10 +72,10 @@ export const configSchema = z.strictObject({
   backends: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/), backendSchema).default({
     local: backendSchema.parse({ baseUrl: 'http://127.0.0.1:11434/v1', model: 'llama3.2' }),
   }),
-  roles: z
-    .strictObject({ classifier: z.string().min(1), reasoner: z.string().min(1) })
-    .default({ classifier: 'local', reasoner: 'local' }),
-  modes: z.record(z.string().regex(/^[a-z0-9_-]{1,32}$/), z.string().min(1)).default({ daily: 'local' }),
+  /** Absent roles default to the first configured backend. */
+  roles: z.strictObject({ classifier: z.string().min(1).optional(), reasoner: z.string().min(1).optional() }).optional(),
+  /** Absent: one mode per backend, named after it. */
+  modes: z.record(z.string().regex(MODE_NAME), z.string().min(1)).optional(),
   fallback: z.strictObject({ reasonerToClassifier: z.boolean().default(true) }).prefault({}),
   limits: z
     .strictObject({
@@ -114,6 +118,30 @@ export const configSchema = z.strictObject({
   /** Extension beyond DESIGN §3: how long running jobs may finish after SIGTERM before they are cancelled. */
   shutdown: z.strictObject({ graceMs: z.number().int().min(0).default(10_000) }).prefault({}),
 });
+
+/**
+ * The configuration with every default applied, `roles` and `modes` included: what is not written
+ * defaults to the configured backends (DESIGN §3), so a one-backend config needs nothing else.
+ */
+export const configSchema = configObjectSchema.transform((config) => {
+  const names = Object.keys(config.backends);
+  const first = names[0] ?? '';
+  const roles = { classifier: config.roles?.classifier ?? first, reasoner: config.roles?.reasoner ?? first };
+  return { ...config, roles, modes: config.modes ?? impliedModes(names) };
+});
+
+/**
+ * One mode per backend, named after it (lower-cased, other characters as `-`; `auto` is the pipeline's
+ * name, never a mode); clashes keep the first.
+ */
+export function impliedModes(backendNames: readonly string[]): Record<string, string> {
+  const modes: Record<string, string> = {};
+  for (const name of backendNames) {
+    const mode = name.toLowerCase().replace(/[^a-z0-9_-]/g, '-').slice(0, 32);
+    if (MODE_NAME.test(mode) && mode !== 'auto' && !Object.hasOwn(modes, mode)) modes[mode] = name;
+  }
+  return modes;
+}
 
 /** The validated, defaulted configuration. Frozen once loaded. */
 export type Config = z.infer<typeof configSchema>;

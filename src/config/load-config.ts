@@ -38,13 +38,53 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
 }
 
+/** What each loaded config took from defaults that depend on the rest of it (for the start log). */
+const implied = new WeakMap<Config, string[]>();
+
 /** Validates a raw config object (already merged with env overrides). Throws `ConfigError`. */
 export function parseConfig(raw: unknown): Config {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues));
-  const problems = crossCheck(parsed.data);
+  const written = writtenRolesAndModes(raw);
+  const problems = crossCheck(parsed.data, written);
   if (problems.length > 0) throw new ConfigError(problems);
-  return deepFreeze(parsed.data);
+  const config = deepFreeze(parsed.data);
+  implied.set(config, describeImplied(config, written));
+  return config;
+}
+
+/**
+ * Sentences for the start log naming the roles and modes that were not written and what they became,
+ * e.g. `roles.classifier and roles.reasoner: "ollama" (the only backend)`. Empty when all were written.
+ */
+export function impliedSettings(config: Config): readonly string[] {
+  return implied.get(config) ?? [];
+}
+
+interface Written {
+  classifier: boolean;
+  reasoner: boolean;
+  modes: boolean;
+}
+
+function writtenRolesAndModes(raw: unknown): Written {
+  const record = (value: unknown): Record<string, unknown> =>
+    typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  const roles = record(record(raw).roles);
+  return { classifier: roles.classifier !== undefined, reasoner: roles.reasoner !== undefined, modes: record(raw).modes !== undefined };
+}
+
+function describeImplied(config: Config, written: Written): string[] {
+  const names = Object.keys(config.backends);
+  const which = names.length === 1 ? 'the only backend' : 'the first backend';
+  const roles = (['classifier', 'reasoner'] as const).filter((role) => !written[role]).map((role) => `roles.${role}`);
+  const lines: string[] = [];
+  if (roles.length > 0) lines.push(`${roles.join(' and ')}: "${names[0]}" (${which})`);
+  if (!written.modes) {
+    const modes = Object.entries(config.modes).map(([mode, backend]) => (mode === backend ? mode : `${mode} → ${backend}`));
+    lines.push(`modes: ${modes.length > 0 ? `${modes.join(', ')} (one per backend)` : 'none (no backend name can be a mode name)'}`);
+  }
+  return lines;
 }
 
 function readJsonFile(path: string): unknown {
@@ -113,18 +153,19 @@ export function hostAllowed(host: string, allowHosts: readonly string[]): boolea
   });
 }
 
-function crossCheck(config: Config): string[] {
+/** Checks across sections. Only names the user wrote are checked: the implied ones name real backends. */
+function crossCheck(config: Config, written: Written): string[] {
   const problems: string[] = [];
   const names = Object.keys(config.backends);
   const known = `one of the configured backends (${names.join(', ') || 'none'})`;
   if (names.length === 0) problems.push('backends: expected at least one backend');
   for (const role of ['classifier', 'reasoner'] as const) {
     const name = config.roles[role];
-    if (!(name in config.backends)) problems.push(`roles.${role}: "${name}" is not a backend, expected ${known}`);
+    if (written[role] && !Object.hasOwn(config.backends, name)) problems.push(`roles.${role}: "${name}" is not a backend, expected ${known}`);
   }
-  for (const [mode, name] of Object.entries(config.modes)) {
+  for (const [mode, name] of written.modes ? Object.entries(config.modes) : []) {
     if (mode === 'auto') problems.push('modes.auto: "auto" is reserved for the classifier pipeline');
-    if (!(name in config.backends)) problems.push(`modes.${mode}: "${name}" is not a backend, expected ${known}`);
+    if (!Object.hasOwn(config.backends, name)) problems.push(`modes.${mode}: "${name}" is not a backend, expected ${known}`);
   }
 
   const outbound: Array<[string, string | null | undefined]> = [];
