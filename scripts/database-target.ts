@@ -1,3 +1,4 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfig } from '../src/config/load-config.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../src/actors/store/create-database.js';
 import { DataDirInUseError } from '../src/actors/store/data-dir-lock.js';
@@ -58,4 +59,24 @@ export function reasonOf(error: unknown): string {
   if (code === 'ENOTDIR') return 'not a folder';
   if (code === 'EACCES') return 'permission denied';
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * A script's arguments, parsed strictly, with `-h`/`--help` added: `--help` prints `help` and exits 0; a
+ * mistake (an unknown option, a missing value) prints one sentence and the usage, and exits 2.
+ */
+export function parseScriptArgs<O extends NonNullable<ParseArgsConfig['options']>>(command: string, help: string, options: O, allowPositionals = false) {
+  let parsed;
+  try {
+    parsed = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
+  } catch (error) {
+    const message = (error instanceof Error ? error.message : String(error)).split(/\. To |\n/)[0]!.replace(/\.$/, '');
+    process.stderr.write(`${command}: ${message}\n\n${help}\n`);
+    process.exit(2);
+  }
+  if ((parsed.values as { help?: boolean }).help) {
+    process.stdout.write(`${help}\n`);
+    process.exit(0);
+  }
+  return parsed;
 }

@@ -11,8 +11,7 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, extname, join, relative, sep } from 'node:path';
-import { parseArgs } from 'node:util';
-import { databaseTarget, exitWith, openTarget, reasonOf } from './database-target.js';
+import { databaseTarget, exitWith, openTarget, parseScriptArgs, reasonOf } from './database-target.js';
 import { runMigrations } from '../src/actors/store/create-database.js';
 import { createDocumentStore } from '../src/actors/store/document-store.js';
 import { StoreRejectedError } from '../src/actors/store/store-errors.js';
@@ -22,14 +21,27 @@ const EXTENSIONS = new Set(['.md', '.txt']);
 /** Default size cap of one file: documents are notes, not dumps (and a row's tsvector is capped at 1 MB). */
 const DEFAULT_MAX_BYTES = 1024 * 1024;
 const USAGE = 'usage: npm run ingest -- DIR [--config PATH] [--data-dir DIR] [--max-bytes N]';
+const HELP = `Usage: npm run ingest -- DIR [--config PATH] [--data-dir DIR] [--max-bytes N]
+
+Loads every .md and .txt file under DIR into the database the server uses, for document search.
+Ingesting again updates the documents in place (a document's id is its path under DIR). A file over
+the size cap, not UTF-8, or refused by the database is skipped with a warning.
+
+Options:
+  -c, --config PATH   the config file (default: ./switchboard.config.json when it exists)
+      --data-dir DIR  the embedded database in DIR, whatever the config says
+      --max-bytes N   skip files larger than N bytes (default ${1024 * 1024})
+  -h, --help          print this help and exit`;
 
 /** A sentence that ends the run. */
 class Failure extends Error {}
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: { config: { type: 'string' }, 'data-dir': { type: 'string' }, 'max-bytes': { type: 'string' } },
-});
+const { values, positionals } = parseScriptArgs(
+  'ingest',
+  HELP,
+  { config: { type: 'string', short: 'c' }, 'data-dir': { type: 'string' }, 'max-bytes': { type: 'string' } },
+  true,
+);
 const root = positionals[0];
 const maxBytes = values['max-bytes'] === undefined ? DEFAULT_MAX_BYTES : Number(values['max-bytes']);
 if (root === undefined || positionals.length > 1 || !Number.isSafeInteger(maxBytes) || maxBytes < 1) {

@@ -3,11 +3,20 @@
  * server would use (see database-target.ts). The server also migrates at start; this is for deploys
  * that migrate first. A failure is one sentence and exit code 1.
  */
-import { parseArgs } from 'node:util';
 import { runMigrations } from '../src/actors/store/create-database.js';
-import { databaseTarget, exitWith, openTarget, reasonOf } from './database-target.js';
+import { databaseTarget, exitWith, openTarget, parseScriptArgs, reasonOf } from './database-target.js';
 
-const { values } = parseArgs({ options: { config: { type: 'string' }, 'data-dir': { type: 'string' } } });
+const HELP = `Usage: npm run migrate -- [--config PATH] [--data-dir DIR]
+
+Applies pending migrations to the database the server would use: database.url (or DATABASE_URL) from
+the config, else the embedded database in database.dataDir. The server also migrates when it starts.
+
+Options:
+  -c, --config PATH   the config file (default: ./switchboard.config.json when it exists)
+      --data-dir DIR  the embedded database in DIR, whatever the config says
+  -h, --help          print this help and exit`;
+
+const { values } = parseScriptArgs('migrate', HELP, { config: { type: 'string', short: 'c' }, 'data-dir': { type: 'string' } });
 const target = databaseTarget({ config: values.config, dataDir: values['data-dir'] });
 const database = await openTarget(target, 'migrate');
 let applied: string[];

@@ -1,17 +1,29 @@
-import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
 import { DataDirInUseError } from './actors/store/data-dir-lock.js';
+import { parseStartArgs, START_HELP } from './cli/start-options.js';
 import { ConfigError, impliedSettings, loadConfig } from './config/load-config.js';
+import { maskSecrets } from './config/mask-secrets.js';
 import { createLogger } from './log.js';
 import { createRuntime } from './runtime/create-runtime.js';
 import { startGateway } from './transport/start-gateway.js';
 
-/** `npm start [-- --config PATH]`: load the config, start the runtime and the server, stop cleanly on a signal. */
+/** `npm start [-- options]` (see `--help`): load the config, start the runtime and the server, stop cleanly on a signal. */
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { config: { type: 'string' } }, allowPositionals: false });
-  const log = createLogger();
+  const command = parseStartArgs(process.argv.slice(2));
+  switch (command.kind) {
+    case 'help':
+      process.stdout.write(`${START_HELP}\n`);
+      return;
+    case 'version':
+      process.stdout.write(`switchboard ${packageVersion()}\n`);
+      return;
+    case 'usage-error':
+      process.stderr.write(`switchboard: ${command.message}\n\n${START_HELP}\n`);
+      process.exit(2);
+  }
   let config;
   try {
-    config = loadConfig(values.config === undefined ? {} : { path: values.config });
+    config = loadConfig(command.config === undefined ? {} : { path: command.config });
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`switchboard: ${error.message}\n`);
@@ -19,6 +31,11 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  if (command.kind === 'print-config') {
+    process.stdout.write(`${JSON.stringify(maskSecrets(config), null, 2)}\n`);
+    return;
+  }
+  const log = createLogger();
 
   let http: Awaited<ReturnType<typeof startGateway>> | undefined;
   let stopping = false;
@@ -62,6 +79,12 @@ async function main(): Promise<void> {
 
   process.on('SIGTERM', () => void shutdown('SIGTERM', config.shutdown.graceMs, 0));
   process.on('SIGINT', () => void shutdown('SIGINT', config.shutdown.graceMs, 0));
+}
+
+/** The version in package.json, beside `src/`. */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
 }
 
 main().catch((error: unknown) => {

@@ -1,0 +1,64 @@
+import { parseArgs } from 'node:util';
+
+/** What `npm start -- …` asked for. */
+export type StartCommand =
+  | { kind: 'start'; config: string | undefined }
+  | { kind: 'print-config'; config: string | undefined }
+  | { kind: 'help' }
+  | { kind: 'version' }
+  /** A mistake on the command line: one sentence, then the usage. */
+  | { kind: 'usage-error'; message: string };
+
+/** The text of `--help`: every option, the environment variables, and where to read more. */
+export const START_HELP = `Usage: npm start -- [options]
+       node --import tsx src/main.ts [options]
+
+Runs the Switchboard gateway: WebSocket and HTTP on server.host:server.port (default 127.0.0.1:8787),
+the embedded database in database.dataDir (default ./data) unless database.url names PostgreSQL.
+
+Options:
+  -c, --config PATH   read the config from PATH (default: ./switchboard.config.json when it exists,
+                      else built-in defaults: one backend at Ollama's http://127.0.0.1:11434/v1)
+      --print-config  print the effective config (defaults filled in, secrets masked) and exit
+  -h, --help          print this help and exit
+  -v, --version       print the version and exit
+
+Environment:
+  DATABASE_URL           PostgreSQL URL (overrides database.url)
+  SWITCHBOARD_PORT       port to listen on (overrides server.port)
+  SWITCHBOARD_TOKEN      an auth token (replaces auth.tokens)
+  SYNOLOGY_TOKEN, SYNOLOGY_INCOMING_URL   Synology Chat settings (override synology.*)
+  LOG_LEVEL              pino level: trace, debug, info (default), warn, error, fatal
+
+Other commands: npm run migrate, npm run ingest -- DIR (each with --help).
+Configuration keys and the protocol: README.md.`;
+
+/** Parses `npm start`'s arguments; never throws. */
+export function parseStartArgs(args: readonly string[]): StartCommand {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      allowPositionals: false,
+      strict: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'print-config': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    }));
+  } catch (error) {
+    return { kind: 'usage-error', message: firstLine(error) };
+  }
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  if (values['print-config']) return { kind: 'print-config', config: values.config };
+  return { kind: 'start', config: values.config };
+}
+
+/** Node's parseArgs messages end with advice for scripts ("To specify a positional argument…"): keep the first sentence. */
+function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split(/\. To |\n/)[0]!.replace(/\.$/, '');
+}
