@@ -94,6 +94,8 @@ export interface FakeBackendOptions {
   defaultReply?: FakeReplySource;
   /** Ids listed by `GET /v1/models`. Default `['fake-model']`. */
   models?: string[];
+  /** The port on 127.0.0.1. Default 0 (any free port). */
+  port?: number;
 }
 
 /** What `GET /status` reports; `null` answers 404. */
@@ -396,7 +398,7 @@ export class FakeBackend {
 /** Starts a fake on 127.0.0.1 with a free port. */
 export async function startFakeBackend(options: FakeBackendOptions = {}): Promise<FakeBackend> {
   const server = createServer();
-  await listen(server, 0);
+  await listen(server, options.port ?? 0);
   const port = (server.address() as AddressInfo).port;
   return new FakeBackend(server, port, options);
 }
