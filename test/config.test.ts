@@ -92,7 +92,7 @@ describe('config', () => {
 
   it('reports one readable line per problem: unknown keys, missing role and mode backends, egress, auth', () => {
     expect(problemsOf({ server: { host: '127.0.0.1', bogus: 1 } })).toEqual([
-      'server.bogus: unknown key, expected one of the documented keys',
+      'server.bogus: unknown key, expected one of: host, port',
     ]);
     const problems = problemsOf({
       server: { host: '0.0.0.0' },
@@ -162,6 +162,58 @@ describe('config', () => {
       'auth.tokens.5: expected a token of at least 8 characters, got 5',
     ]);
     expect(parseConfig({ auth: { tokens: ['good-token'] } }).auth.tokens).toEqual(['good-token']);
+  });
+
+  it('names the key a mistyped one probably meant, and every key allowed there, one line per key', () => {
+    expect(
+      problemsOf({
+        server: { prot: 8080 },
+        backends: { a: { baseUrl: 'http://127.0.0.1:1/v1', modle: 'm', model: 'm', concurency: 2 } },
+        limit: {},
+        persona: { nmae: 'Ada', zzz: 1 },
+      }),
+    ).toEqual([
+      'server.prot: unknown key, did you mean "port"? expected one of: host, port',
+      'backends.a.modle: unknown key, did you mean "model"? expected one of: baseUrl, model, concurrency, timeoutMs, streamDeadlineMs, statusUrl, healthIntervalMs, tools, connectTimeoutMs, idleTimeoutMs, backgroundMaxWaitMs, apiKey',
+      'backends.a.concurency: unknown key, did you mean "concurrency"? expected one of: baseUrl, model, concurrency, timeoutMs, streamDeadlineMs, statusUrl, healthIntervalMs, tools, connectTimeoutMs, idleTimeoutMs, backgroundMaxWaitMs, apiKey',
+      'persona.nmae: unknown key, did you mean "name"? expected one of: name, locale',
+      'persona.zzz: unknown key, expected one of: name, locale',
+      expect.stringMatching(/^limit: unknown key, did you mean "limits"\? expected one of: server, auth, database, backends, roles, modes, /),
+    ]);
+  });
+
+  it('names the environment variable behind a refused value, never showing a secret', () => {
+    expect(() => loadConfig({ path: writeConfig({}), env: { SWITCHBOARD_PORT: 'abc' } })).toThrow(/server\.port \(SWITCHBOARD_PORT=abc\): /);
+    expect(() => loadConfig({ path: writeConfig({}), env: { DATABASE_URL: '' , SYNOLOGY_TOKEN: 'syno-token', SYNOLOGY_INCOMING_URL: 'http://nas.example.org/x' } })).toThrow(
+      /synology\.incomingUrl \(SYNOLOGY_INCOMING_URL=http:\/\/nas\.example\.org\/x\): host "nas\.example\.org" is not in egress\.allowHosts/,
+    );
+    try {
+      loadConfig({ path: writeConfig({ database: { url: null } }), env: { DATABASE_URL: 'postgres://u:hunter2@127.0.0.1/db', SWITCHBOARD_PORT: '70000' } });
+      expect.unreachable();
+    } catch (error) {
+      expect((error as ConfigError).problems).toEqual([expect.stringMatching(/^server\.port \(SWITCHBOARD_PORT=70000\): /)]);
+      expect(String(error)).not.toContain('hunter2');
+    }
+  });
+
+  it('shows where a file is not valid JSON: line and column, the line itself and a caret', () => {
+    const at = (text: string): string => {
+      const path = join(mkdtempSync(join(tmpdir(), 'sb-config-')), 'switchboard.config.json');
+      writeFileSync(path, text);
+      try {
+        loadConfig({ path, env: {} });
+      } catch (error) {
+        return (error as ConfigError).problems[0]!.replace(path, 'FILE');
+      }
+      throw new Error('accepted');
+    };
+    expect(at('{\n  "server": { "port": 8080, },\n  "backends": {}\n}')).toBe(
+      'FILE:2:29: not valid JSON: a comma before a closing } or ] is not allowed in JSON\n      2 |   "server": { "port": 8080, },\n        |                             ^',
+    );
+    expect(at('{\n  "server": { "port": }\n}').split('\n')[0]).toBe('FILE:2:23: not valid JSON: a value was expected');
+    expect(at('{ "a": 1 } // note').split('\n')[0]).toBe('FILE:1:12: not valid JSON: comments are not allowed in JSON');
+    expect(at('{ server: {} }').split('\n')[0]).toBe('FILE:1:3: not valid JSON: a property name needs double quotes ("name": …)');
+    expect(at('').split('\n')[0]).toBe('FILE:1:1: not valid JSON: the file is empty (write {} for all defaults)');
   });
 
   it('says when a refused token came from SWITCHBOARD_TOKEN', () => {

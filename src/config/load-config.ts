@@ -2,6 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { z } from 'zod';
 import { configSchema, type Config } from './config-schema.js';
+import { describeJsonSyntaxError } from './json-syntax-error.js';
+import { maskUrlPassword } from './mask-secrets.js';
+import { allowedKeysAt, closestKey } from './schema-keys.js';
 
 /** The default config file, read from the working directory when present. */
 export const DEFAULT_CONFIG_PATH = 'switchboard.config.json';
@@ -29,13 +32,47 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (options.path !== undefined || existsSync(path)) {
     raw = readJsonFile(path);
   }
+  const overrides = envOverrides(env);
   try {
-    return parseConfig(applyEnvOverrides(raw, env));
+    return parseConfig(applyEnvOverrides(raw, overrides));
   } catch (error) {
-    // A token from the environment is invisible in the file: say where the refused one came from.
-    if (!(error instanceof ConfigError) || !env.SWITCHBOARD_TOKEN) throw error;
-    throw new ConfigError(error.problems.map((line) => line.replace(/^auth\.tokens\.0: /, 'auth.tokens.0 (SWITCHBOARD_TOKEN): ')));
+    // A value from the environment is invisible in the file: say which variable a refused one came from.
+    if (!(error instanceof ConfigError) || overrides.length === 0) throw error;
+    throw new ConfigError(error.problems.map((line) => nameTheVariable(line, overrides)));
   }
+}
+
+/** One environment variable that overrides a config key. */
+interface EnvOverride {
+  /** The key, e.g. `server.port`; `auth.tokens` takes the value as its only token. */
+  path: string;
+  variable: string;
+  value: unknown;
+  /** How the value may be shown in an error (a token is never shown). */
+  shown: string;
+}
+
+function envOverrides(env: NodeJS.ProcessEnv): EnvOverride[] {
+  const overrides: EnvOverride[] = [];
+  const add = (path: string, variable: string, value: unknown, shown: string | null): void => {
+    overrides.push({ path, variable, value, shown: shown === null ? variable : `${variable}=${shown}` });
+  };
+  const { DATABASE_URL, SWITCHBOARD_PORT, SWITCHBOARD_TOKEN, SYNOLOGY_TOKEN, SYNOLOGY_INCOMING_URL } = env;
+  if (DATABASE_URL) add('database.url', 'DATABASE_URL', DATABASE_URL, maskUrlPassword(DATABASE_URL));
+  if (SWITCHBOARD_PORT) add('server.port', 'SWITCHBOARD_PORT', Number(SWITCHBOARD_PORT), JSON.stringify(SWITCHBOARD_PORT).slice(1, -1));
+  if (SWITCHBOARD_TOKEN) add('auth.tokens', 'SWITCHBOARD_TOKEN', [SWITCHBOARD_TOKEN], null);
+  if (SYNOLOGY_TOKEN) add('synology.token', 'SYNOLOGY_TOKEN', SYNOLOGY_TOKEN, null);
+  if (SYNOLOGY_INCOMING_URL) add('synology.incomingUrl', 'SYNOLOGY_INCOMING_URL', SYNOLOGY_INCOMING_URL, maskUrlPassword(SYNOLOGY_INCOMING_URL));
+  return overrides;
+}
+
+/** `server.port: expected …` → `server.port (SWITCHBOARD_PORT=abc): expected …` when a variable set it. */
+function nameTheVariable(line: string, overrides: readonly EnvOverride[]): string {
+  for (const { path, shown } of overrides) {
+    const match = new RegExp(`^(${path.replace(/\./g, '\\.')}(?:\\.[^:\\s]+)?): `).exec(line);
+    if (match) return `${match[1]} (${shown}): ${line.slice(match[0].length)}`;
+  }
+  return line;
 }
 
 /** What each loaded config took from defaults that depend on the rest of it (for the start log). */
@@ -98,11 +135,11 @@ function readJsonFile(path: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new ConfigError([`${path}: not valid JSON (${(error as Error).message})`]);
+    throw new ConfigError([describeJsonSyntaxError(path, text, (error as Error).message)]);
   }
 }
 
-function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv): unknown {
+function applyEnvOverrides(raw: unknown, overrides: readonly EnvOverride[]): unknown {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
   const config = structuredClone(raw) as Record<string, Record<string, unknown> | undefined>;
   const section = (name: string): Record<string, unknown> => {
@@ -112,24 +149,26 @@ function applyEnvOverrides(raw: unknown, env: NodeJS.ProcessEnv): unknown {
     config[name] = created;
     return created;
   };
-  if (env.DATABASE_URL) section('database').url = env.DATABASE_URL;
-  if (env.SWITCHBOARD_PORT) section('server').port = Number(env.SWITCHBOARD_PORT);
-  if (env.SWITCHBOARD_TOKEN) section('auth').tokens = [env.SWITCHBOARD_TOKEN];
-  if (env.SYNOLOGY_TOKEN || env.SYNOLOGY_INCOMING_URL) {
-    const synology = section('synology');
-    if (env.SYNOLOGY_TOKEN) synology.token = env.SYNOLOGY_TOKEN;
-    if (env.SYNOLOGY_INCOMING_URL) synology.incomingUrl = env.SYNOLOGY_INCOMING_URL;
+  for (const { path, value } of overrides) {
+    const [name, key] = path.split('.') as [string, string];
+    section(name)[key] = value;
   }
   return config;
 }
 
 function formatIssues(issues: z.core.$ZodIssue[]): string[] {
-  return issues.map((issue) => {
+  return issues.flatMap((issue) => {
     const where = issue.path.length > 0 ? issue.path.join('.') : '(root)';
     if (issue.code === 'unrecognized_keys') {
-      return `${where === '(root)' ? '' : `${where}.`}${issue.keys.join(', ')}: unknown key, expected one of the documented keys`;
+      // One line per key, with the key it most likely meant and every key allowed there.
+      const allowed = allowedKeysAt(configSchema, issue.path);
+      return issue.keys.map((key) => {
+        const meant = closestKey(key, allowed);
+        const hint = meant === null ? '' : ` did you mean "${meant}"?`;
+        return `${where === '(root)' ? '' : `${where}.`}${key}: unknown key,${hint} expected one of: ${allowed.join(', ')}`;
+      });
     }
-    return `${where}: ${issue.message}`;
+    return [`${where}: ${issue.message}`];
   });
 }
 
