@@ -1,8 +1,8 @@
 /**
  * `npm run fake-backend [-- --port N] [--model NAME]`: the test suite's fake OpenAI-compatible model
  * server, for trying Switchboard without a real one. It listens on 127.0.0.1:11434 by default — Ollama's
- * port, where the built-in config looks — and lists the built-in config's model, so `npm start` beside it
- * needs no config at all. It answers the classifier with "route" and streams a short scripted answer
+ * port, where the built-in config looks — and lists the models of the built-in config and of
+ * switchboard.example.json, so `npm start` beside it needs no config (or the example as it is). It answers the classifier with "route" and streams a short scripted answer
  * that repeats the message's length (never its text: nothing here is a model).
  */
 import { startFakeBackend, type FakeReply, type FakeRequestBody } from '../test/fakes/fake-openai-backend.js';
@@ -16,16 +16,17 @@ try the gateway without a model server: run this, then \`npm start\` in another 
 
 Options:
       --port N       port on 127.0.0.1 (default 11434, where the built-in config looks; 0 = any free port)
-      --model NAME   the model it lists on /v1/models (default llama3.2, the built-in config's)
+      --model NAME   a model it lists on /v1/models; repeat for more (default: llama3.2, the built-in
+                     config's, and qwen3:4b and qwen3:14b, switchboard.example.json's)
   -h, --help         print this help and exit`;
 
-const { values } = parseScriptArgs('fake-backend', HELP, { port: { type: 'string' }, model: { type: 'string' } });
+const { values } = parseScriptArgs('fake-backend', HELP, { port: { type: 'string' }, model: { type: 'string', multiple: true } });
 const port = values.port === undefined ? 11434 : Number(values.port);
 if (!Number.isInteger(port) || port < 0 || port > 65_535) {
   process.stderr.write(`fake-backend: --port must be a port number (0–65535), got ${values.port}\n`);
   process.exit(2);
 }
-const model = values.model ?? 'llama3.2';
+const models = values.model ?? ['llama3.2', 'qwen3:4b', 'qwen3:14b'];
 
 /** Classifier requests are sent to the reasoner; everything else gets the scripted answer, word by word. */
 function reply(body: FakeRequestBody): FakeReply {
@@ -37,7 +38,7 @@ function reply(body: FakeRequestBody): FakeReply {
 
 let fake;
 try {
-  fake = await startFakeBackend({ port, models: [model], defaultReply: reply });
+  fake = await startFakeBackend({ port, models, defaultReply: reply });
 } catch (error) {
   const code = (error as { code?: unknown }).code;
   process.stderr.write(
@@ -47,7 +48,7 @@ try {
   );
   process.exit(1);
 }
-process.stdout.write(`fake model server on ${fake.baseUrl} (model ${model}); Ctrl-C stops it\n`);
+process.stdout.write(`fake model server on ${fake.baseUrl} (models ${models.join(', ')}); Ctrl-C stops it\n`);
 // The fake keeps every request for the tests' assertions: a long try-out forgets them every minute.
 setInterval(() => fake.resetStats(), 60_000).unref();
 const stop = (): void => void fake.close().then(() => process.exit(0));

@@ -6,10 +6,10 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { startFakeBackend } from './fakes/fake-openai-backend.js';
 import { TestClient } from './helpers/gateway.js';
+import { startInFolder } from './helpers/start-in-folder.js';
 
 /** A port nothing listens on: bind, note it, close. */
 async function closedPort(): Promise<number> {
@@ -80,26 +80,12 @@ describe('npm start', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sb-one-backend-'));
     writeFileSync(join(dir, 'switchboard.config.json'), JSON.stringify({ backends: { x: { baseUrl: fake.baseUrl, model: 'fake-model' } } }));
     // As a user runs it: from that folder, the default config file and data folder (./data), no flags.
-    // Only the port comes from the environment, since 8787 may be taken here.
-    const repo = new URL('..', import.meta.url).pathname;
-    const tsx = createRequire(import.meta.url).resolve('tsx');
-    const child = spawn(process.execPath, ['--import', tsx, join(repo, 'src/main.ts')], {
-      cwd: dir,
-      env: { ...process.env, VITEST: '', LOG_LEVEL: 'info', SWITCHBOARD_PORT: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const gateway = await startInFolder(dir);
     let client: TestClient | undefined;
     try {
-      const messages: string[] = [];
-      let url = '';
-      for await (const line of createInterface({ input: child.stdout })) {
-        const entry = JSON.parse(line) as { msg: string; url?: string };
-        messages.push(entry.msg);
-        if (entry.msg.startsWith('not in the config')) break;
-        if (entry.msg === 'switchboard listening') url = entry.url ?? '';
-      }
-      expect(messages).toContain('not in the config, so: roles.classifier and roles.reasoner: "x" (the only backend); modes: x (one per backend)');
-      client = await TestClient.connect(`${url.replace(/^http/, 'ws')}/ws`);
+      await waitFor(() => gateway.messages.some((msg) => msg.startsWith('not in the config')));
+      expect(gateway.messages).toContain('not in the config, so: roles.classifier and roles.reasoner: "x" (the only backend); modes: x (one per backend)');
+      client = await TestClient.connect(gateway.wsUrl);
       const { jobId } = await client.chat('hello there');
       const events = await client.finished(jobId, 30_000);
       expect(events.at(-1)?.event).toBe('done');
@@ -108,8 +94,7 @@ describe('npm start', () => {
       expect((await client.finished(mode.jobId, 30_000)).at(-1)?.event).toBe('done');
     } finally {
       client?.close();
-      child.kill('SIGTERM');
-      await once(child, 'exit');
+      await gateway.stop();
       await fake.close();
     }
   });
@@ -142,4 +127,13 @@ function statusWithHost(url: string, host: string): Promise<number> {
     req.on('error', reject);
     req.end();
   });
+}
+
+/** Polls `check` until it holds (the log line after "listening" arrives a moment later). */
+async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

@@ -27,26 +27,22 @@ function tokenProblem(value: string): string | null {
 }
 
 export const backendSchema = z.strictObject({
-  baseUrl: url,
-  model: z.string().min(1),
-  concurrency: positiveInt.default(1),
-  /** Whole non-streaming call, and the default time to first byte. */
-  timeoutMs: positiveInt.default(120_000),
-  /** Wall clock for one stream. */
-  streamDeadlineMs: positiveInt.default(300_000),
-  statusUrl: url.nullable().default(null),
-  healthIntervalMs: positiveInt.default(30_000),
-  tools: z.boolean().default(false),
-  /** Extensions beyond DESIGN §3 (optional): finer deadlines and an API key for the server. */
-  connectTimeoutMs: positiveInt.default(5_000),
-  idleTimeoutMs: positiveInt.default(60_000),
-  /** How long background work may wait before it is served ahead of newer foreground work. */
-  backgroundMaxWaitMs: positiveInt.default(10_000),
-  apiKey: z.string().min(1).nullable().default(null),
+  baseUrl: url.describe('The server\'s OpenAI-compatible API root, e.g. `http://127.0.0.1:11434/v1`; its host must be in `egress.allowHosts`.'),
+  model: z.string().min(1).describe('The model to ask for; the health probe checks that `GET /models` lists it.'),
+  concurrency: positiveInt.default(1).describe('Requests the server runs at once; more wait in this backend\'s mailbox.'),
+  timeoutMs: positiveInt.default(120_000).describe('Limit for a whole non-streamed call, and for the first byte of a stream.'),
+  streamDeadlineMs: positiveInt.default(300_000).describe('Wall-clock limit for one streamed answer.'),
+  statusUrl: url.nullable().default(null).describe('A status API reporting `active_jobs` (for the load level); null: load from health latency.'),
+  healthIntervalMs: positiveInt.default(30_000).describe('Time between health probes.'),
+  tools: z.boolean().default(false).describe('The model can call tools natively (used by the reasoner\'s tool loop).'),
+  connectTimeoutMs: positiveInt.default(5_000).describe('Limit for opening a connection to the server.'),
+  idleTimeoutMs: positiveInt.default(60_000).describe('Longest gap between two chunks of a stream.'),
+  backgroundMaxWaitMs: positiveInt.default(10_000).describe('How long background work (health pings) may wait before it is served ahead of newer requests.'),
+  apiKey: z.string().min(1).nullable().default(null).describe('Bearer token for servers that want one.'),
 });
 
 /** Calendar and email settings arrive with their tools; for now only the URL (checked against egress) is fixed. */
-const toolEndpoint = z.looseObject({ url });
+const toolEndpoint = z.looseObject({ url: url.describe('The server\'s URL; its host must be in `egress.allowHosts`.') });
 
 /** A mode's name, as the WebSocket and the OpenAI API's `model` field carry it. */
 export const MODE_NAME = /^[a-z0-9_-]{1,32}$/;
@@ -55,68 +51,97 @@ export const MODE_NAME = /^[a-z0-9_-]{1,32}$/;
 export const configObjectSchema = z.strictObject({
   server: z
     .strictObject({
-      host: z.string().min(1).default('127.0.0.1'),
-      port: z.number().int().min(0).max(65_535).default(8787),
+      host: z.string().min(1).default('127.0.0.1').describe('Address to listen on; anything but loopback needs `auth.tokens`.'),
+      port: z.number().int().min(0).max(65_535).default(8787).describe('Port for HTTP and WebSocket (`SWITCHBOARD_PORT`); 0 picks a free one.'),
     })
     .prefault({}),
-  auth: z.strictObject({ tokens: z.array(token).default([]) }).prefault({}),
+  auth: z
+    .strictObject({
+      tokens: z
+        .array(token)
+        .default([])
+        .describe('Bearer tokens that may connect (`SWITCHBOARD_TOKEN`); each at least 8 characters, no whitespace. Empty: no auth, loopback only.'),
+    })
+    .prefault({}),
   database: z
     .strictObject({
-      url: z.string().min(1).nullable().default(null),
-      dataDir: z.string().min(1).default('./data'),
-      /** Extensions beyond DESIGN §3 (PostgreSQL): giving up on a connection, and on a statement. */
-      connectTimeoutMs: positiveInt.default(5_000),
-      statementTimeoutMs: positiveInt.default(10_000),
+      url: z.string().min(1).nullable().default(null).describe('PostgreSQL URL (`DATABASE_URL`); null: the embedded PGlite database.'),
+      dataDir: z.string().min(1).default('./data').describe('Folder of the embedded database (one process at a time).'),
+      connectTimeoutMs: positiveInt.default(5_000).describe('PostgreSQL: limit for opening a connection.'),
+      statementTimeoutMs: positiveInt.default(10_000).describe('PostgreSQL: limit for one statement, timed on our side.'),
     })
     .prefault({}),
-  backends: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/), backendSchema).default({
-    local: backendSchema.parse({ baseUrl: 'http://127.0.0.1:11434/v1', model: 'llama3.2' }),
-  }),
-  /** Absent roles default to the first configured backend. */
-  roles: z.strictObject({ classifier: z.string().min(1).optional(), reasoner: z.string().min(1).optional() }).optional(),
-  /** Absent: one mode per backend, named after it. */
-  modes: z.record(z.string().regex(MODE_NAME), z.string().min(1)).optional(),
-  fallback: z.strictObject({ reasonerToClassifier: z.boolean().default(true) }).prefault({}),
+  backends: z
+    .record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/), backendSchema)
+    .default({ local: backendSchema.parse({ baseUrl: 'http://127.0.0.1:11434/v1', model: 'llama3.2' }) })
+    .describe('Model servers by name (letters, digits, `_.-`). Default: `local` at Ollama\'s `http://127.0.0.1:11434/v1`, model `llama3.2`.'),
+  roles: z
+    .strictObject({
+      classifier: z.string().min(1).optional().describe('Backend that classifies each message and answers simple ones. Default: the first backend.'),
+      reasoner: z.string().min(1).optional().describe('Backend for messages routed to reasoning. Default: the first backend.'),
+    })
+    .optional(),
+  modes: z
+    .record(z.string().regex(MODE_NAME), z.string().min(1))
+    .optional()
+    .describe('Mode name → backend, for chatting straight with one backend. Default: one mode per backend, named after it.'),
+  fallback: z
+    .strictObject({
+      reasonerToClassifier: z
+        .boolean()
+        .default(true)
+        .describe('When the reasoner fails before its first byte, the classifier answers instead.'),
+    })
+    .prefault({}),
   limits: z
     .strictObject({
-      messageChars: positiveInt.default(8_000),
-      turns: positiveInt.default(40),
-      totalChars: positiveInt.default(32_000),
-      maxActiveJobs: positiveInt.default(64),
-      // Extensions beyond DESIGN §3 (issue 9): per-owner and per-connection bounds.
-      /** Jobs one owner may have waiting or running at once; `rate_limited` beyond. */
-      pendingJobsPerOwner: positiveInt.default(256),
-      /** Characters of one model answer; a longer one ends with `error` `answer_too_long`. */
-      answerChars: positiveInt.default(200_000),
-      /** Open WebSocket connections per owner; the next one gets `rate_limited` and is closed (1013). */
-      connectionsPerOwner: positiveInt.default(64),
-      /** Frames per second a WebSocket connection may send (a token bucket with this burst). */
-      framesPerSecond: positiveInt.default(20),
+      messageChars: positiveInt.default(8_000).describe('Longest message, in characters.'),
+      turns: positiveInt.default(40).describe('Most turns of history a request may carry.'),
+      totalChars: positiveInt.default(32_000).describe('Most characters of history and message together.'),
+      maxActiveJobs: positiveInt.default(64).describe('Jobs running at once; more wait in line, served round robin across owners.'),
+      pendingJobsPerOwner: positiveInt.default(256).describe('Jobs one owner may have waiting or running; beyond, `rate_limited`.'),
+      answerChars: positiveInt.default(200_000).describe('Longest model answer; beyond, the job ends with `answer_too_long`.'),
+      connectionsPerOwner: positiveInt.default(64).describe('Open WebSocket connections per owner; beyond, `rate_limited` and close 1013.'),
+      framesPerSecond: positiveInt.default(20).describe('Frames per second one WebSocket connection may send (a token bucket with this burst).'),
     })
     .prefault({}),
   egress: z
-    .strictObject({ allowHosts: z.array(z.string().min(1)).default(['127.0.0.1', 'localhost', '::1']) })
+    .strictObject({
+      allowHosts: z
+        .array(z.string().min(1))
+        .default(['127.0.0.1', 'localhost', '::1'])
+        .describe('Hosts the gateway may connect to (backends, tools, Synology); `*.example.org` matches subdomains.'),
+    })
     .prefault({}),
   tools: z
     .strictObject({
-      calendar: toolEndpoint.nullable().default(null),
-      email: toolEndpoint.nullable().default(null),
-      documents: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
+      calendar: toolEndpoint.nullable().default(null).describe('CalDAV calendar settings; null: the calendar tool is off.'),
+      email: toolEndpoint.nullable().default(null).describe('IMAP mailbox settings; null: the email tool is off.'),
+      documents: z
+        .strictObject({ enabled: z.boolean().default(true).describe('Document search over what `npm run ingest` loaded.') })
+        .prefault({}),
     })
     .prefault({}),
   synology: z
     .strictObject({
-      token: z.string().min(1),
-      incomingUrl: url,
-      mode: z.enum(['incoming', 'chatbot']).default('incoming'),
+      token: z.string().min(1).describe('The outgoing webhook\'s token (`SYNOLOGY_TOKEN`).'),
+      incomingUrl: url.describe('The incoming webhook or bot API URL answers are posted to (`SYNOLOGY_INCOMING_URL`).'),
+      mode: z.enum(['incoming', 'chatbot']).default('incoming').describe('`incoming` webhook, or `chatbot` (the bot API, with `user_ids`).'),
     })
     .nullable()
-    .default(null),
+    .default(null)
+    .describe('Synology Chat bot settings; null: off.'),
   persona: z
-    .strictObject({ name: z.string().min(1).default('이드'), locale: z.string().min(2).default('ko') })
+    .strictObject({
+      name: z.string().min(1).default('이드').describe('The assistant\'s name in its prompts.'),
+      locale: z.string().min(2).default('ko').describe('Language of prompts and notices when a message does not decide it (`ko`, `en`).'),
+    })
     .prefault({}),
-  /** Extension beyond DESIGN §3: how long running jobs may finish after SIGTERM before they are cancelled. */
-  shutdown: z.strictObject({ graceMs: z.number().int().min(0).default(10_000) }).prefault({}),
+  shutdown: z
+    .strictObject({
+      graceMs: z.number().int().min(0).default(10_000).describe('After SIGTERM, how long running jobs may finish before they are cancelled.'),
+    })
+    .prefault({}),
 });
 
 /**

@@ -1,0 +1,53 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+/** A gateway started as a user starts it, from a folder of their own. */
+export interface FolderGateway {
+  url: string;
+  wsUrl: string;
+  /** The `msg` of every log line so far. */
+  messages: string[];
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+const REPO = new URL('../..', import.meta.url).pathname;
+
+/**
+ * Runs `src/main.ts ARGS` with `dir` as the working directory (so `./switchboard.config.json` and `./data`
+ * are the folder's), on any free port (`SWITCHBOARD_PORT=0`: 8787 may be taken here), and resolves once it
+ * listens and has logged its start.
+ */
+export async function startInFolder(dir: string, args: readonly string[] = []): Promise<FolderGateway> {
+  const tsx = createRequire(import.meta.url).resolve('tsx');
+  const child = spawn(process.execPath, ['--import', tsx, join(REPO, 'src/main.ts'), ...args], {
+    cwd: dir,
+    env: { ...process.env, VITEST: '', LOG_LEVEL: 'info', SWITCHBOARD_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const messages: string[] = [];
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const entry = JSON.parse(line) as { msg: string; url?: string };
+      messages.push(entry.msg);
+      if (entry.msg === 'switchboard listening' && entry.url) resolve(entry.url);
+    });
+    child.once('exit', (code) => reject(new Error(`the gateway exited with ${code}: ${stderr}`)));
+  });
+  return {
+    url,
+    wsUrl: `${url.replace(/^http/, 'ws')}/ws`,
+    messages,
+    child,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
