@@ -1,12 +1,31 @@
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+
+/** How log lines are written: JSON for machines, or coloured lines for a person at a terminal. */
+export type LogFormat = 'json' | 'pretty';
 
 /**
- * The root logger. Structured JSON on stdout; children are bound to a backend or job id. Message bodies
- * are never passed to it: log lines carry ids, sizes, timings and reasons only.
+ * `LOG_FORMAT` when set (`json` or `pretty`), else pretty on a terminal and JSON otherwise (a pipe, a
+ * file, a service manager's journal).
  */
-export function createLogger(options: { level?: string } = {}): Logger {
+export function logFormat(env: NodeJS.ProcessEnv = process.env, isTTY = process.stdout.isTTY === true): LogFormat {
+  const wanted = env.LOG_FORMAT?.trim().toLowerCase();
+  if (wanted === 'json' || wanted === 'pretty') return wanted;
+  return isTTY ? 'pretty' : 'json';
+}
+
+/**
+ * The root logger: structured JSON on stdout, or pino-pretty's coloured lines on a terminal (written
+ * synchronously in this thread, so a line logged just before exit is not lost). Children are bound to a
+ * backend or job id. Message bodies are never passed to it: log lines carry ids, sizes, timings and
+ * reasons only.
+ */
+export function createLogger(options: { level?: string; format?: LogFormat } = {}): Logger {
   const level = options.level ?? process.env.LOG_LEVEL ?? (process.env.VITEST ? 'silent' : 'info');
-  return pino({ level, base: { service: 'switchboard' } });
+  const format = options.format ?? logFormat();
+  if (format === 'json') return pino({ level, base: { service: 'switchboard' } });
+  const stream = pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' });
+  return pino({ level, base: { service: 'switchboard' } }, stream);
 }
 
 export type { Logger };

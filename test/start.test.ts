@@ -29,50 +29,61 @@ async function closedPort(): Promise<number> {
 const CHILD_TIMEOUT_MS = 90_000;
 
 describe('npm start', () => {
-  it('starts with no reachable backend, reports it down on /status, and stops cleanly on SIGTERM', { timeout: CHILD_TIMEOUT_MS }, async () => {
+  it('starts with no reachable backend, says where everything is, reports the backend down (log and /status), and stops cleanly on SIGTERM', { timeout: CHILD_TIMEOUT_MS }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sb-start-'));
-    const configPath = join(dir, 'switchboard.config.json');
+    const configPath = join(dir, 'my-config.json');
     const port = await closedPort();
+    const baseUrl = `http://127.0.0.1:${port}/v1`;
     writeFileSync(
       configPath,
       JSON.stringify({
-        server: { host: '127.0.0.1', port: 0 },
         database: { dataDir: join(dir, 'data') },
-        backends: { local: { baseUrl: `http://127.0.0.1:${port}/v1`, model: 'm', healthIntervalMs: 200 } },
+        backends: { local: { baseUrl, model: 'm', healthIntervalMs: 200 } },
         roles: { classifier: 'local', reasoner: 'local' },
         modes: { daily: 'local' },
       }),
     );
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', configPath], {
-      cwd: new URL('..', import.meta.url).pathname,
-      env: { ...process.env, VITEST: '', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const lines = createInterface({ input: child.stdout });
-    let url = '';
-    for await (const line of lines) {
-      const entry = JSON.parse(line) as { msg: string; url?: string };
-      if (entry.msg === 'switchboard listening') {
-        url = entry.url ?? '';
-        break;
+    const gateway = await startInFolder(dir, ['--config', configPath]);
+    try {
+      const { url } = gateway;
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      // The first start says it creates the database and how long that took; the start line says where
+      // everything is.
+      expect(gateway.messages[0]).toBe(`initialising the embedded database in ${join(dir, 'data')} (first start; this takes a few seconds)`);
+      expect(gateway.messages[1]).toMatch(/^embedded database initialised in \d+\.\d s$/);
+      expect(gateway.entries.find((e) => e.msg === 'switchboard listening')).toMatchObject({
+        url,
+        config: configPath,
+        database: `PGlite in ${join(dir, 'data')}`,
+        backends: [{ name: 'local', url: baseUrl, model: 'm' }],
+      });
+      expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ ok: true });
+      // Without auth tokens a page whose name was rebound to 127.0.0.1 is refused.
+      expect(await statusWithHost(`${url}/healthz`, 'evil.example')).toBe(403);
+      let status: { backends: Record<string, { state: string }>; jobs: unknown } | undefined;
+      for (let i = 0; i < 50; i++) {
+        status = (await (await fetch(`${url}/status`)).json()) as typeof status;
+        if (status?.backends.local?.state === 'down') break;
+        await new Promise((r) => setTimeout(r, 100));
       }
-    }
-    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ ok: true });
-    // Without auth tokens a page whose name was rebound to 127.0.0.1 is refused.
-    expect(await statusWithHost(`${url}/healthz`, 'evil.example')).toBe(403);
-    let status: { backends: Record<string, { state: string }>; jobs: unknown } | undefined;
-    for (let i = 0; i < 50; i++) {
-      status = (await (await fetch(`${url}/status`)).json()) as typeof status;
-      if (status?.backends.local?.state === 'down') break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(status?.backends.local).toMatchObject({ state: 'down', queue: { waiting: 0, running: 0 } });
-    expect(status?.jobs).toEqual({ active: 0, pending: 0 });
+      expect(status?.backends.local).toMatchObject({ state: 'down', queue: { waiting: 0, running: 0 } });
+      expect(status?.jobs).toEqual({ active: 0, pending: 0 });
+      // The log says which server and why.
+      await waitFor(() => gateway.messages.some((msg) => msg.startsWith('backend down')));
+      expect(gateway.entries.find((e) => e.msg.startsWith('backend down'))).toMatchObject({
+        level: 40,
+        backend: 'local',
+        url: baseUrl,
+        reason: 'backend_unavailable',
+        msg: `backend down (${baseUrl}): 127.0.0.1:${port}/v1/models is unreachable (connection refused)`,
+      });
 
-    child.kill('SIGTERM');
-    const [code] = (await once(child, 'exit')) as [number | null];
-    expect(code).toBe(0);
+      gateway.child.kill('SIGTERM');
+      const [code] = (await once(gateway.child, 'exit')) as [number | null];
+      expect(code).toBe(0);
+    } finally {
+      await gateway.stop();
+    }
   });
 
   it('starts from a folder whose switchboard.config.json names one backend and nothing else, and answers', { timeout: CHILD_TIMEOUT_MS }, async () => {

@@ -29,6 +29,7 @@ Environment:
   SWITCHBOARD_TOKEN      an auth token (replaces auth.tokens)
   SYNOLOGY_TOKEN, SYNOLOGY_INCOMING_URL   Synology Chat settings (override synology.*)
   LOG_LEVEL              pino level: trace, debug, info (default), warn, error, fatal
+  LOG_FORMAT             pretty (coloured lines; the default on a terminal) or json (the default otherwise)
 
 Other commands: npm run migrate, npm run ingest -- DIR (each with --help).
 Configuration keys and the protocol: README.md.`;

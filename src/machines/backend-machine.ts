@@ -53,7 +53,7 @@ export interface BackendContext extends Omit<BackendMachineInput, 'now'>, Mailbo
 /** Emitted to subscribers (`actor.on(...)`) when the backend's liveness changes, once per change. */
 export type BackendEmitted =
   | { type: 'backend.up'; name: string; healthMs: number }
-  | { type: 'backend.down'; name: string; reason: string };
+  | { type: 'backend.down'; name: string; reason: string; detail?: string };
 
 export type BackendEvent = InferRequestEvent | InferCancelEvent | CallEvent | HealthChangedEvent;
 
@@ -226,6 +226,7 @@ export const backendMachine = setup({
       type: 'backend.down' as const,
       name: context.name,
       reason: event.type === 'health.down' ? event.reason : 'backend_unavailable',
+      ...(event.type === 'health.down' && event.detail !== undefined ? { detail: event.detail } : {}),
     })),
   },
 }).createMachine({

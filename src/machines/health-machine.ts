@@ -26,6 +26,8 @@ export interface HealthContext extends HealthMachineInput {
   measures: HealthMeasures;
   /** Sanitized reason of the last failed probe. */
   lastProbeError: string | null;
+  /** What the last failed probe said (our own sentence: the server's address and the cause), for the log. */
+  lastProbeDetail: string | null;
 }
 
 /** What the `probeBackend` actor measures. */
@@ -54,7 +56,7 @@ export interface AliveEvent {
 /** Sent to the backend when liveness changes; the backend emits them to its subscribers. */
 export type HealthChangedEvent =
   | { type: 'health.up'; healthMs: number }
-  | { type: 'health.down'; reason: string };
+  | { type: 'health.down'; reason: string; detail?: string };
 
 /**
  * The health of one backend: probes `GET /models` every `healthInterval` — `unknown` until the first
@@ -114,26 +116,36 @@ export const healthMachine = setup({
         healthMs: output.healthMs,
         statusReport: output.statusReport,
       };
-      return { measures, lastProbeError: null };
+      return { measures, lastProbeError: null, lastProbeDetail: null };
     }),
     recordProbeFailure: assign({
       lastProbeError: ({ event }) => {
         const error = (event as unknown as { error: unknown }).error;
         return typeof error === 'object' && error !== null && 'reason' in error ? String(error.reason) : 'backend_unavailable';
       },
+      lastProbeDetail: ({ event }) => {
+        const error = (event as unknown as { error: unknown }).error;
+        return error instanceof Error ? error.message : null;
+      },
     }),
-    clearProbeError: assign({ lastProbeError: null }),
+    clearProbeError: assign({ lastProbeError: null, lastProbeDetail: null }),
     recordPingAttempt: assign({ measures: ({ context }) => ({ ...context.measures, pingAttemptAt: context.now() }) }),
     recordPing: assign({
       measures: ({ context, event }) =>
         event.type === 'ping.measured' ? { ...context.measures, inferenceMs: event.latencyMs, inferenceAt: context.now() } : context.measures,
     }),
     reportUp: sendParent(({ context }): HealthChangedEvent => ({ type: 'health.up', healthMs: context.measures.healthMs })),
-    reportDown: sendParent(({ context }): HealthChangedEvent => ({ type: 'health.down', reason: context.lastProbeError ?? 'backend_unavailable' })),
+    reportDown: sendParent(
+      ({ context }): HealthChangedEvent => ({
+        type: 'health.down',
+        reason: context.lastProbeError ?? 'backend_unavailable',
+        ...(context.lastProbeDetail === null ? {} : { detail: context.lastProbeDetail }),
+      }),
+    ),
   },
 }).createMachine({
   id: 'health',
-  context: ({ input }) => ({ ...input, measures: INITIAL_MEASURES, lastProbeError: null }),
+  context: ({ input }) => ({ ...input, measures: INITIAL_MEASURES, lastProbeError: null, lastProbeDetail: null }),
   initial: 'unknown',
   states: {
     unknown: {

@@ -65,11 +65,14 @@ export class BackendRegistry {
       });
       // An unobserved actor error would be an uncaught exception: log it instead.
       actor.subscribe({ error: (error) => log.error({ err: error }, 'backend actor failed') });
-      actor.on('backend.up', (event) => log.info({ healthMs: event.healthMs }, 'backend up'));
-      // A missing model is a configuration to fix: the line names it (the operator's own config, not user data).
-      actor.on('backend.down', (event) =>
-        log.warn({ reason: event.reason, ...(event.reason === 'model_missing' ? { model: config.model } : {}) }, event.reason === 'model_missing' ? `backend down: the server does not list the model "${config.model}"` : 'backend down'),
-      );
+      actor.on('backend.up', (event) => log.info({ url: config.baseUrl, model: config.model, healthMs: event.healthMs }, `backend up (${config.baseUrl})`));
+      // The line says where and why — refused, timed out, an HTTP status, the model missing — from the
+      // operator's own config and our own error sentences, never user data.
+      actor.on('backend.down', (event) => {
+        const cause =
+          event.reason === 'model_missing' ? `the server does not list the model "${config.model}"` : (event.detail ?? event.reason.replace(/_/g, ' '));
+        log.warn({ reason: event.reason, url: config.baseUrl, model: config.model }, `backend down (${config.baseUrl}): ${cause}`);
+      });
       this.actors.set(name, actor);
     }
   }

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { createActor, fromCallback, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
 import type { OpenedStore } from '../actors/store/open-store.js';
@@ -103,6 +105,11 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
 
   const start = async (): Promise<void> => {
     const prompts = await loadPrompts(deps.promptsDir ?? DEFAULT_PROMPTS_DIR, config.persona);
+    // A first start creates the embedded database (initdb): several seconds that deserve a word.
+    const { url, dataDir } = config.database;
+    const creating = !url && !dataDir.startsWith('memory://') && !existsSync(join(dataDir, 'PG_VERSION'));
+    const openingAt = performance.now();
+    if (creating) log.info({ dataDir }, `initialising the embedded database in ${dataDir} (first start; this takes a few seconds)`);
     opened = await openStore(config.database, {
       onError: (error) => log.error({ err: error, reason: isStoreUnavailable(error) ? 'store_unavailable' : 'internal' }, 'store background work failed'),
       onLost: (error) => {
@@ -110,6 +117,10 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
         deps.onStoreLost?.(error);
       },
     });
+    if (creating) {
+      const seconds = ((performance.now() - openingAt) / 1000).toFixed(1);
+      log.info({ dataDir, ms: Math.round(performance.now() - openingAt) }, `embedded database initialised in ${seconds} s`);
+    }
     if (opened.interruptedJobIds.length > 0) log.warn({ jobs: opened.interruptedJobIds.length }, 'ended jobs interrupted by a restart');
     const store = opened.store;
     const messages = prompts.messages(config.persona.locale);

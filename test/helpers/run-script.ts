@@ -14,10 +14,14 @@ const ROOT = new URL('../..', import.meta.url).pathname;
  * the repository, without DATABASE_URL, and collects its output. A run still going after `timeoutMs` is
  * killed and fails the test: hanging silently is one of the failures these tests look for.
  */
-export async function runScript(file: string, args: readonly string[], options: { timeoutMs?: number } = {}): Promise<ScriptRun> {
+export async function runScript(
+  file: string,
+  args: readonly string[],
+  options: { timeoutMs?: number; env?: Record<string, string> } = {},
+): Promise<ScriptRun> {
   const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
     cwd: ROOT,
-    env: { ...process.env, VITEST: '', DATABASE_URL: undefined, LOG_LEVEL: 'info' },
+    env: { ...process.env, VITEST: '', DATABASE_URL: undefined, LOG_LEVEL: 'info', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -10,6 +10,8 @@ export interface FolderGateway {
   wsUrl: string;
   /** The `msg` of every log line so far. */
   messages: string[];
+  /** Every log line so far, parsed. */
+  entries: Array<Record<string, unknown> & { msg: string; level: number }>;
   child: ChildProcess;
   stop(): Promise<void>;
 }
@@ -31,9 +33,11 @@ export async function startInFolder(dir: string, args: readonly string[] = []): 
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const messages: string[] = [];
+  const entries: FolderGateway['entries'] = [];
   const url = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      const entry = JSON.parse(line) as { msg: string; url?: string };
+      const entry = JSON.parse(line) as FolderGateway['entries'][number] & { url?: string };
+      entries.push(entry);
       messages.push(entry.msg);
       if (entry.msg === 'switchboard listening' && entry.url) resolve(entry.url);
     });
@@ -43,6 +47,7 @@ export async function startInFolder(dir: string, args: readonly string[] = []): 
     url,
     wsUrl: `${url.replace(/^http/, 'ws')}/ws`,
     messages,
+    entries,
     child,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -347,6 +347,22 @@ async function guarded<T>(
   }
 }
 
+/** Socket and undici error codes in words, for the log line that says why a backend is down. */
+const SOCKET_ERRORS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host name lookup failed',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ETIMEDOUT: 'connection timed out',
+  EPIPE: 'connection closed',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timeout',
+  UND_ERR_HEADERS_TIMEOUT: 'no response headers in time',
+  UND_ERR_BODY_TIMEOUT: 'the body stalled',
+  UND_ERR_SOCKET: 'socket closed',
+};
+
 /** Maps an undici/socket error to a coded error; the guard's recorded cause takes precedence. */
 function transportError(
   error: unknown,
@@ -357,7 +373,7 @@ function transportError(
   if (guard.cause !== null) return guard.failure();
   if (error instanceof SwitchboardError) return error;
   const code = errorCode(error);
-  const what = `${errorName(error)}${code ? ` ${code}` : ''}`;
+  const what = (code !== undefined ? SOCKET_ERRORS[code] : undefined) ?? `${errorName(error)}${code ? ` ${code}` : ''}`;
   if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     return new BackendUnavailableError('backend_timeout', `${target.where} timed out (${what})`, { cause: error });
   }
