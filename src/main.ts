@@ -4,7 +4,7 @@ import { DataDirInUseError } from './actors/store/data-dir-lock.js';
 import { parseStartArgs, START_HELP } from './cli/start-options.js';
 import type { Config } from './config/config-schema.js';
 import { ConfigError, DEFAULT_CONFIG_PATH, impliedSettings, loadConfig } from './config/load-config.js';
-import { maskSecrets } from './config/mask-secrets.js';
+import { maskSecrets, maskUrlPassword } from './config/mask-secrets.js';
 import { createLogger } from './log.js';
 import { createRuntime } from './runtime/create-runtime.js';
 import { startGateway } from './transport/start-gateway.js';
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
       url: http.url,
       config: configSource(command.config),
       database: describeDatabase(config),
-      backends: Object.entries(config.backends).map(([name, backend]) => ({ name, url: backend.baseUrl, model: backend.model })),
+      backends: Object.entries(config.backends).map(([name, backend]) => ({ name, url: maskUrlPassword(backend.baseUrl), model: backend.model })),
     },
     'switchboard listening',
   );

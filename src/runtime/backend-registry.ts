@@ -1,3 +1,4 @@
+import { maskUrlPassword } from '../config/mask-secrets.js';
 import { createActor, type Actor } from 'xstate';
 import type { Logger } from 'pino';
 import { createOpenAIClient } from '../actors/inference/openai-client.js';
@@ -65,13 +66,14 @@ export class BackendRegistry {
       });
       // An unobserved actor error would be an uncaught exception: log it instead.
       actor.subscribe({ error: (error) => log.error({ err: error }, 'backend actor failed') });
-      actor.on('backend.up', (event) => log.info({ url: config.baseUrl, model: config.model, healthMs: event.healthMs }, `backend up (${config.baseUrl})`));
+      const url = maskUrlPassword(config.baseUrl);
+      actor.on('backend.up', (event) => log.info({ url, model: config.model, healthMs: event.healthMs }, `backend up (${url})`));
       // The line says where and why — refused, timed out, an HTTP status, the model missing — from the
       // operator's own config and our own error sentences, never user data.
       actor.on('backend.down', (event) => {
         const cause =
           event.reason === 'model_missing' ? `the server does not list the model "${config.model}"` : (event.detail ?? event.reason.replace(/_/g, ' '));
-        log.warn({ reason: event.reason, url: config.baseUrl, model: config.model }, `backend down (${config.baseUrl}): ${cause}`);
+        log.warn({ reason: event.reason, url, model: config.model }, `backend down (${url}): ${cause}`);
       });
       this.actors.set(name, actor);
     }
