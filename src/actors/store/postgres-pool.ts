@@ -16,7 +16,10 @@ export interface PostgresPoolOptions {
   connectTimeoutMs: number;
   /** Giving up on one statement; the server is told the same through `statement_timeout`. */
   statementTimeoutMs: number;
-  /** An idle pooled connection failed (server restart, network); the pool replaces it. */
+  /**
+   * A connection failed outside a statement (server restart or shutdown, network): an idle pooled one,
+   * which the pool replaces, or one checked out between statements, which is not reused.
+   */
   onIdleError?: (error: Error) => void;
 }
 
@@ -42,7 +45,16 @@ export function createPostgresPool(url: string, options: PostgresPoolOptions): P
       }
       // kysely keys its connection objects by client: hand out the same wrapper for the same client.
       let guarded = clients.get(client);
-      if (guarded === undefined) clients.set(client, (guarded = new GuardedClient(client, options.statementTimeoutMs)));
+      if (guarded === undefined) {
+        const created = new GuardedClient(client, options.statementTimeoutMs);
+        // node-postgres only listens to a client while it is idle in the pool: a checked-out client that
+        // fails between statements (57P01 when the server shuts down) would raise an uncaught `error`.
+        client.on('error', (error) => {
+          if (created.checkedOut) created.fail(error, options.onIdleError);
+        });
+        clients.set(client, (guarded = created));
+      }
+      guarded.checkedOut = true;
       return guarded;
     },
     end: () => pool.end(),
@@ -55,6 +67,8 @@ export function createPostgresPool(url: string, options: PostgresPoolOptions): P
  */
 class GuardedClient implements PostgresPoolClient {
   private broken = false;
+  /** Between `connect()` and `release()`; an idle client's failures are the pool's to report. */
+  checkedOut = false;
 
   constructor(
     private readonly client: pg.PoolClient,
@@ -69,8 +83,16 @@ class GuardedClient implements PostgresPoolClient {
   }
 
   release(): void {
+    this.checkedOut = false;
     // node-postgres destroys a client released with an error instead of pooling it again.
-    this.client.release(this.broken ? new Error('a statement timed out on this connection') : undefined);
+    this.client.release(this.broken ? new Error('this connection failed or a statement on it timed out') : undefined);
+  }
+
+  /** The connection failed between statements: report it once and never reuse it. */
+  fail(error: Error, report: ((error: Error) => void) | undefined): void {
+    if (this.broken) return;
+    this.broken = true;
+    report?.(toStoreError(error));
   }
 
   private run<R>(sql: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
