@@ -63,7 +63,8 @@ export type SubscribeFrame = z.infer<typeof subscribeFrameSchema>;
 export type ClientFrame = z.infer<typeof clientFrameSchema>;
 export type ClientFrameType = ClientFrame['type'];
 
-const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = ['chat', 'cancel', 'subscribe', 'status', 'ping'];
+/** The `type` of every frame a client may send. */
+export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = ['chat', 'cancel', 'subscribe', 'status', 'ping'];
 
 /** The codes of `error` frames; clients branch on them, so the set is closed. */
 export const WS_ERROR_CODES = ['bad_request', 'too_large', 'unknown_job', 'unknown_conversation', 'rate_limited', 'store_unavailable'] as const;
@@ -106,6 +107,11 @@ export interface ErrorFrame {
 
 /** Every frame the server sends. */
 export type ServerFrame = AcceptedFrame | EventFrame | StatusFrame | PongFrame | ErrorFrame;
+
+/** The `type` of every frame the server sends (the docs test checks each is documented). */
+export const SERVER_FRAME_TYPES = ['accepted', 'event', 'status', 'pong', 'error'] as const satisfies readonly ServerFrame['type'][];
+/** `true` only when the list above names every server frame type: a new one fails to compile here. */
+export const SERVER_FRAME_TYPES_COMPLETE: [Exclude<ServerFrame['type'], (typeof SERVER_FRAME_TYPES)[number]>] extends [never] ? true : never = true;
 
 /** The limits a frame is checked against before it is parsed further. */
 export interface FrameLimits {
