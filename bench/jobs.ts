@@ -249,7 +249,7 @@ export async function benchJobs(baseUrl: string, levels: number[] = [1, 100, 100
     modeBackend: null,
     fallbackToClassifier: true,
     sink,
-    toolkit: createJobToolkit({ config, prompts, messages, now, reasonerTurns: 10 }),
+    toolkit: createJobToolkit({ config, prompts, now, reasonerTurns: 10 }),
     supervisor: sink,
   };
   const bareJob = () =>

@@ -176,8 +176,8 @@ describe('config', () => {
       'server.prot: unknown key, did you mean "port"? expected one of: host, port',
       'backends.a.modle: unknown key, did you mean "model"? expected one of: baseUrl, model, concurrency, timeoutMs, streamDeadlineMs, statusUrl, healthIntervalMs, tools, connectTimeoutMs, idleTimeoutMs, backgroundMaxWaitMs, apiKey',
       'backends.a.concurency: unknown key, did you mean "concurrency"? expected one of: baseUrl, model, concurrency, timeoutMs, streamDeadlineMs, statusUrl, healthIntervalMs, tools, connectTimeoutMs, idleTimeoutMs, backgroundMaxWaitMs, apiKey',
-      'persona.nmae: unknown key, did you mean "name"? expected one of: name, locale',
-      'persona.zzz: unknown key, expected one of: name, locale',
+      'persona.nmae: unknown key, did you mean "name"? expected one of: name, locale, timeZone',
+      'persona.zzz: unknown key, expected one of: name, locale, timeZone',
       expect.stringMatching(/^limit: unknown key, did you mean "limits"\? expected one of: server, auth, database, backends, roles, modes, /),
     ]);
   });

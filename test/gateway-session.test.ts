@@ -176,6 +176,24 @@ describe('one WebSocket session through every branch', () => {
     expect(error.code).toBe('bad_request');
   });
 
+  it('answers an English message with English notices and prompts, and a Korean one with Korean ones', async () => {
+    const noticesOf = async (text: string) => {
+      const { jobId } = await client.chat(text);
+      const events = await client.finished(jobId);
+      const classifier = small.chatRequests.find((r) => String(r.body?.messages.at(-1)?.content ?? '').endsWith(`[message]\n${text}`));
+      return {
+        notices: events.filter((e) => e.event === 'processing').map((e) => e.data['message']),
+        prompt: String(classifier?.body?.messages[0]?.content ?? ''),
+      };
+    };
+    const english = await noticesOf('tell me about the universe');
+    expect(english.notices).toContain('Looking at your message…');
+    expect(english.prompt).toMatch(/^You are 이드\./);
+    const korean = await noticesOf('우주에 대해 알려줘');
+    expect(korean.notices).toContain('메시지를 살펴보고 있어요…');
+    expect(korean.prompt).toMatch(/^당신은 이드입니다\./);
+  });
+
   it("names of Object.prototype's members are not modes: each is a bad_request naming the mode, and nothing runs", async () => {
     const requests = small.chatRequests.length + large.chatRequests.length;
     for (const mode of ['toString', '__proto__', 'constructor', 'hasOwnProperty']) {

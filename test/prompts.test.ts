@@ -10,6 +10,7 @@ import {
   DEFAULT_PROMPTS_DIR,
   loadPrompts,
   PROMPT_BUDGET_CHARS,
+  PROMPT_LOCALES,
   PROMPT_TASKS,
   PromptBudgetError,
   PromptFileError,
@@ -38,11 +39,11 @@ async function promptsCopy(): Promise<string> {
 describe('the real prompts directory', () => {
   it('composes every task as persona, then rules, then task, with placeholders filled', async () => {
     const prompts = await loadPrompts(DEFAULT_PROMPTS_DIR, PERSONA);
-    const persona = (await readFile(join(DEFAULT_PROMPTS_DIR, 'persona.txt'), 'utf8')).trim();
-    const rules = (await readFile(join(DEFAULT_PROMPTS_DIR, 'rules.txt'), 'utf8')).trim();
+    const persona = (await readFile(join(DEFAULT_PROMPTS_DIR, 'ko', 'persona.txt'), 'utf8')).trim();
+    const rules = (await readFile(join(DEFAULT_PROMPTS_DIR, 'ko', 'rules.txt'), 'utf8')).trim();
     for (const task of PROMPT_TASKS) {
       const prompt = prompts.systemPrompt(task);
-      const taskText = (await readFile(join(DEFAULT_PROMPTS_DIR, `${task}.txt`), 'utf8')).trim();
+      const taskText = (await readFile(join(DEFAULT_PROMPTS_DIR, 'ko', `${task}.txt`), 'utf8')).trim();
       expect(prompt.length).toBeLessThanOrEqual(PROMPT_BUDGET_CHARS);
       expect(prompt).not.toMatch(/\{\{/);
       expect(prompt).toContain('이드');
@@ -136,11 +137,11 @@ describe('the labels the requests send', () => {
   };
 
   /** Per task: labels its requests send that its prompt does not describe, and labels it names that no request sends. */
-  const mismatches = (prompts: Prompts): Record<string, { undescribed: string[]; neverSent: string[] }> => {
+  const mismatches = (prompts: Prompts, locale = 'ko'): Record<string, { undescribed: string[]; neverSent: string[] }> => {
     const found: Record<string, { undescribed: string[]; neverSent: string[] }> = {};
     for (const task of PROMPT_TASKS) {
       const sent = sentLabels(REQUESTS[task]);
-      const named = new Set(labelsIn(prompts.systemPrompt(task)));
+      const named = new Set(labelsIn(prompts.systemPrompt(task, locale)));
       const undescribed = sent.filter((label) => !named.has(label));
       const neverSent = [...named].filter((label) => !sent.includes(label)).sort();
       if (undescribed.length > 0 || neverSent.length > 0) found[task] = { undescribed, neverSent };
@@ -149,7 +150,8 @@ describe('the labels the requests send', () => {
   };
 
   it('every label a request sends is described in the prompt it is sent with, and the prompt names no other', async () => {
-    expect(mismatches(await loadPrompts(DEFAULT_PROMPTS_DIR, PERSONA))).toEqual({});
+    const real = await loadPrompts(DEFAULT_PROMPTS_DIR, PERSONA);
+    for (const locale of PROMPT_LOCALES) expect(mismatches(real, locale), locale).toEqual({});
     // What the requests send today: a label renamed on one side only fails above.
     expect(sentLabels(REQUESTS.classifier)).toEqual(['history', 'message', 'now', 'pending_draft']);
     expect(sentLabels(REQUESTS['tool-format'])).toEqual(['now', 'request', 'tool_result']);
@@ -158,13 +160,13 @@ describe('the labels the requests send', () => {
 
   it('finds a prompt that names the inputs otherwise than its request does (as classifier.txt did)', async () => {
     const dir = await promptsCopy();
-    const classifier = await readFile(join(dir, 'classifier.txt'), 'utf8');
+    const classifier = await readFile(join(dir, 'ko', 'classifier.txt'), 'utf8');
     const renamed = classifier
       .replaceAll('[now]', '[현재 시각]')
       .replaceAll('[history]', '[대화 이력]')
       .replaceAll('[message]', '[현재 메시지]')
       .replaceAll('[pending_draft]', '[초안]');
-    await writeFile(join(dir, 'classifier.txt'), renamed);
+    await writeFile(join(dir, 'ko', 'classifier.txt'), renamed);
     expect(mismatches(await loadPrompts(dir, PERSONA))).toEqual({
       classifier: { undescribed: ['history', 'message', 'now', 'pending_draft'], neverSent: ['대화 이력', '초안', '현재 메시지', '현재 시각'] },
     });
@@ -174,30 +176,30 @@ describe('the labels the requests send', () => {
 describe('broken prompt directories', () => {
   it('refuses to start without rules.txt, naming the file', async () => {
     const dir = await promptsCopy();
-    await rm(join(dir, 'rules.txt'));
+    await rm(join(dir, 'ko', 'rules.txt'));
     const failure = loadPrompts(dir, PERSONA);
     await expect(failure).rejects.toBeInstanceOf(PromptFileError);
-    await expect(failure).rejects.toThrow(join(dir, 'rules.txt'));
+    await expect(failure).rejects.toThrow(join(dir, 'ko', 'rules.txt'));
     await expect(failure).rejects.toThrow(/missing/);
   });
 
   it('refuses a missing task file too', async () => {
     const dir = await promptsCopy();
-    await rm(join(dir, 'tool-format.txt'));
+    await rm(join(dir, 'ko', 'tool-format.txt'));
     await expect(loadPrompts(dir, PERSONA)).rejects.toThrow(/tool-format\.txt: the file is missing/);
   });
 
   it('starts quietly without persona.txt: the prompt begins with the rules', async () => {
     const dir = await promptsCopy();
-    await rm(join(dir, 'persona.txt'));
+    await rm(join(dir, 'ko', 'persona.txt'));
     const prompts = await loadPrompts(dir, PERSONA);
-    const rules = (await readFile(join(dir, 'rules.txt'), 'utf8')).trim().split('\n')[0] ?? '';
+    const rules = (await readFile(join(dir, 'ko', 'rules.txt'), 'utf8')).trim().split('\n')[0] ?? '';
     expect(prompts.systemPrompt('classifier').startsWith(rules)).toBe(true);
   });
 
   it('refuses a composed prompt over its budget, naming the task and both sizes', async () => {
     const dir = await promptsCopy();
-    await writeFile(join(dir, 'reasoner.txt'), '생각하기. '.repeat(1_000));
+    await writeFile(join(dir, 'ko', 'reasoner.txt'), '생각하기. '.repeat(1_000));
     const failure = loadPrompts(dir, PERSONA);
     await expect(failure).rejects.toBeInstanceOf(PromptBudgetError);
     const error = await failure.catch((caught: unknown) => caught);
@@ -218,7 +220,7 @@ describe('broken prompt directories', () => {
 
   it('refuses an unknown placeholder, naming the file', async () => {
     const dir = await promptsCopy();
-    await writeFile(join(dir, 'react.txt'), '{{persona_nmae}}, search the documents.');
+    await writeFile(join(dir, 'ko', 'react.txt'), '{{persona_nmae}}, search the documents.');
     await expect(loadPrompts(dir, PERSONA)).rejects.toThrow(/react\.txt: unknown placeholder \{\{persona_nmae\}\}/);
   });
 

@@ -134,7 +134,16 @@ export const configObjectSchema = z.strictObject({
   persona: z
     .strictObject({
       name: z.string().min(1).default('이드').describe('The assistant\'s name in its prompts.'),
-      locale: z.string().min(2).default('ko').describe('Language of prompts and notices when a message does not decide it (`ko`, `en`).'),
+      locale: z
+        .string()
+        .min(2)
+        .default('ko')
+        .describe('Language of prompts and notices for a message without Hangul (Hangul is always answered in Korean; with `ko`, other messages get English).'),
+      timeZone: z
+        .string()
+        .refine(isTimeZone, { message: 'expected an IANA time zone name such as "Asia/Seoul", "Europe/Berlin" or "UTC"' })
+        .optional()
+        .describe('IANA time zone the models are told and "today"/"tomorrow" mean. Default: `Asia/Seoul` when `locale` is `ko`, else the host\'s.'),
     })
     .prefault({}),
   shutdown: z
@@ -152,8 +161,25 @@ export const configSchema = configObjectSchema.transform((config) => {
   const names = Object.keys(config.backends);
   const first = names[0] ?? '';
   const roles = { classifier: config.roles?.classifier ?? first, reasoner: config.roles?.reasoner ?? first };
-  return { ...config, roles, modes: config.modes ?? impliedModes(names) };
+  const timeZone = config.persona.timeZone ?? defaultTimeZone(config.persona.locale);
+  return { ...config, roles, modes: config.modes ?? impliedModes(names), persona: { ...config.persona, timeZone } };
 });
+
+/** Whether `name` is a time zone this runtime knows (IANA names, `UTC`). */
+function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Korean users are in Korea (the seeds' zone); anyone else gets the host's own zone. */
+export function defaultTimeZone(locale: string): string {
+  if (locale.toLowerCase().split(/[-_]/)[0] === 'ko') return 'Asia/Seoul';
+  return Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC';
+}
 
 /**
  * One mode per backend, named after it (lower-cased, other characters as `-`; `auto` is the pipeline's

@@ -37,6 +37,8 @@ export interface JobToolkit {
   historyBounds: HistoryBounds;
   /** How many of the history's turns the reasoner sees (seed: 10). */
   reasonerTurns: number;
+  /** The toolkit in the language of `text` (notices, errors, prompts); absent: this one for every message. */
+  forMessage?(text: string): JobToolkit;
 }
 
 export interface JobInput {

@@ -239,6 +239,8 @@ function startJob(context: SupervisorContext, spec: JobSpec, enqueue: Enqueuer, 
     id: jobActorId(spec.jobId),
     input: {
       ...context.jobDefaults,
+      // Notices, errors and prompts in the message's language.
+      toolkit: context.jobDefaults.toolkit.forMessage?.(spec.text) ?? context.jobDefaults.toolkit,
       jobId: spec.jobId,
       conversationId: spec.conversationId,
       text: spec.text,

@@ -20,7 +20,10 @@ import {
 } from './messages.js';
 import { preRouteRulesSchema, type PreRouteRules } from './pre-route-rules.js';
 
-/** The tasks a system prompt is composed for; each has `prompts/<task>.txt`. */
+/** The languages with a prompt set of their own: `prompts/<locale>/`. Others use English's. */
+export const PROMPT_LOCALES = ['ko', 'en'] as const;
+
+/** The tasks a system prompt is composed for; each has `prompts/<locale>/<task>.txt`. */
 export const PROMPT_TASKS = ['classifier', 'reasoner', 'tool-format', 'react'] as const;
 export type PromptTask = (typeof PROMPT_TASKS)[number];
 
@@ -50,8 +53,12 @@ export interface Prompts {
   /** The keyword rules for `preRoute`. */
   readonly preRoute: PreRouteRules;
   readonly budgetChars: number;
-  /** The composed system prompt of `task` (persona → rules → task, placeholders filled). */
-  systemPrompt(task: PromptTask): string;
+  /**
+   * The composed system prompt of `task` (persona → rules → task, placeholders filled) for `locale`
+   * (default: the persona's): that language's prompt set (`ko-KR` → `ko`), else English's, telling the
+   * model `locale`'s language.
+   */
+  systemPrompt(task: PromptTask, locale?: string): string;
   /**
    * The fixed sentences of `locale` (default: the persona's). An unknown locale falls back to its
    * language (`ko-KR` → `ko`), then to English. Runtime placeholders (`{{tool}}`, …) are left for
@@ -91,9 +98,10 @@ export class PromptBudgetError extends SwitchboardError {
 }
 
 /**
- * Loads and checks `dir` (default: this checkout's `prompts/`): persona.txt (optional), rules.txt,
- * one file per task, pre-route.json and messages.json. Throws {@link PromptFileError} or
- * {@link PromptBudgetError}; call it once at start and let a throw stop the start.
+ * Loads and checks `dir` (default: this checkout's `prompts/`): for each of {@link PROMPT_LOCALES} a
+ * folder with persona.txt (optional), rules.txt and one file per task; pre-route.json and messages.json
+ * beside them. Throws {@link PromptFileError} or {@link PromptBudgetError}; call it once at start and let
+ * a throw stop the start.
  */
 export async function loadPrompts(
   dir: string = DEFAULT_PROMPTS_DIR,
@@ -103,20 +111,32 @@ export async function loadPrompts(
   const budgetChars = options.budgetChars ?? PROMPT_BUDGET_CHARS;
   const values = { persona_name: persona.name, locale: persona.locale, language: languageName(persona.locale) };
 
-  const personaText = await readText(dir, 'persona.txt', { optional: true });
-  const rulesText = await readText(dir, 'rules.txt');
-  const layers = [
-    fill(join(dir, 'persona.txt'), personaText, values),
-    fill(join(dir, 'rules.txt'), rulesText, values),
-  ];
+  // Each folder's texts, read once.
+  const sets = new Map<string, PromptSet>();
+  for (const locale of PROMPT_LOCALES) sets.set(locale, await readPromptSet(join(dir, locale)));
 
-  const composed = new Map<PromptTask, string>();
-  for (const task of PROMPT_TASKS) {
-    const file = `${task}.txt`;
-    const taskText = fill(join(dir, file), await readText(dir, file), values);
-    const prompt = [...layers, taskText].filter((part) => part !== '').join('\n\n');
-    if (prompt.length > budgetChars) throw new PromptBudgetError(task, prompt.length, budgetChars);
-    composed.set(task, prompt);
+  /** The composed prompts for `locale`: its folder's set (or English's), its language named. */
+  const composedFor = new Map<string, ReadonlyMap<PromptTask, string>>();
+  const compose = (locale: string): ReadonlyMap<PromptTask, string> => {
+    const cached = composedFor.get(locale);
+    if (cached) return cached;
+    const set = sets.get(promptLocaleOf(locale))!;
+    const localeValues = { persona_name: persona.name, locale, language: languageName(locale) };
+    const layers = [fill(set.personaFile, set.persona, localeValues), fill(set.rulesFile, set.rules, localeValues)];
+    const composed = new Map<PromptTask, string>();
+    for (const task of PROMPT_TASKS) {
+      const { file, text } = set.tasks.get(task)!;
+      const prompt = [...layers, fill(file, text, localeValues)].filter((part) => part !== '').join('\n\n');
+      composed.set(task, prompt);
+    }
+    composedFor.set(locale, composed);
+    return composed;
+  };
+  // Every set, and the persona's locale, composed and checked now: a bad file stops the start, not a job.
+  for (const locale of [...PROMPT_LOCALES, persona.locale]) {
+    for (const [task, prompt] of compose(locale)) {
+      if (prompt.length > budgetChars) throw new PromptBudgetError(task, prompt.length, budgetChars);
+    }
   }
 
   const preRoute = deepFreeze(await readJson(dir, 'pre-route.json', preRouteRulesSchema));
@@ -126,8 +146,8 @@ export async function loadPrompts(
     persona: Object.freeze({ name: persona.name, locale: persona.locale }),
     preRoute,
     budgetChars,
-    systemPrompt(task) {
-      const prompt = composed.get(task);
+    systemPrompt(task, locale = persona.locale) {
+      const prompt = compose(locale).get(task);
       // Only reachable by casting around the type: every task was composed above.
       if (prompt === undefined) throw new RangeError(`unknown prompt task "${String(task)}"`);
       return prompt;
@@ -135,6 +155,33 @@ export async function loadPrompts(
     messages: (locale = persona.locale) => pickLocale(messagesFile, locale),
   };
   return Object.freeze(prompts);
+}
+
+/** One language's prompt texts, as read, with the files they came from (for errors). */
+interface PromptSet {
+  persona: string;
+  personaFile: string;
+  rules: string;
+  rulesFile: string;
+  tasks: ReadonlyMap<PromptTask, { file: string; text: string }>;
+}
+
+async function readPromptSet(folder: string): Promise<PromptSet> {
+  const tasks = new Map<PromptTask, { file: string; text: string }>();
+  for (const task of PROMPT_TASKS) tasks.set(task, { file: join(folder, `${task}.txt`), text: await readText(folder, `${task}.txt`) });
+  return {
+    persona: await readText(folder, 'persona.txt', { optional: true }),
+    personaFile: join(folder, 'persona.txt'),
+    rules: await readText(folder, 'rules.txt'),
+    rulesFile: join(folder, 'rules.txt'),
+    tasks,
+  };
+}
+
+/** The prompt folder for `locale`: its own (`ko-KR` → `ko`), else English's. */
+export function promptLocaleOf(locale: string): (typeof PROMPT_LOCALES)[number] {
+  const language = locale.toLowerCase().split(/[-_]/)[0] ?? '';
+  return (PROMPT_LOCALES as readonly string[]).includes(language) ? (language as (typeof PROMPT_LOCALES)[number]) : 'en';
 }
 
 /** Reads one text file; BOM and surrounding whitespace removed. `optional`: missing reads as ''. */

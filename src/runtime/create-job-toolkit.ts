@@ -3,6 +3,7 @@ import { parseClassification } from '../jobs/classification.js';
 import { preRoute } from '../jobs/pre-route.js';
 import type { JobMessageKey, JobToolkit } from '../machines/job-machine.js';
 import type { Prompts } from '../prompts/load-prompts.js';
+import { messageLocale } from '../prompts/message-locale.js';
 import { fillTemplate, type Messages } from '../prompts/messages.js';
 
 const MESSAGE_PATHS: Record<JobMessageKey, (m: Messages) => string> = {
@@ -24,25 +25,38 @@ const MESSAGE_PATHS: Record<JobMessageKey, (m: Messages) => string> = {
   internalError: (m) => m.errors.internal,
 };
 
-/** The job machine's toolkit: composed prompts, fixed sentences, pre-route rules and clock. */
+/**
+ * The job machine's toolkit: composed prompts, fixed sentences, pre-route rules and clock, in the persona's
+ * locale; `forMessage` gives the one in the language of a message (see `messageLocale`). Time is read in
+ * `persona.timeZone`.
+ */
 export function createJobToolkit(options: {
   config: Config;
   prompts: Prompts;
-  messages: Messages;
   now: () => Date;
   reasonerTurns: number;
 }): JobToolkit {
-  const { config, prompts, messages, now } = options;
-  const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  return {
-    systemPrompt: (task) => prompts.systemPrompt(task),
-    message: (key) => MESSAGE_PATHS[key](messages),
-    preRoute: (text, hasPendingDraft, at) => preRoute(text, prompts.preRoute, { now: at, timeZone, hasPendingDraft }),
-    parseClassification,
-    now,
-    timeZone,
-    locale: config.persona.locale,
-    historyBounds: { turns: config.limits.turns, totalChars: config.limits.totalChars },
-    reasonerTurns: options.reasonerTurns,
+  const { config, prompts, now } = options;
+  const timeZone = config.persona.timeZone;
+  const byLocale = new Map<string, JobToolkit>();
+  const toolkitFor = (locale: string): JobToolkit => {
+    const cached = byLocale.get(locale);
+    if (cached) return cached;
+    const messages = prompts.messages(locale);
+    const toolkit: JobToolkit = {
+      systemPrompt: (task) => prompts.systemPrompt(task, locale),
+      message: (key) => MESSAGE_PATHS[key](messages),
+      preRoute: (text, hasPendingDraft, at) => preRoute(text, prompts.preRoute, { now: at, timeZone, hasPendingDraft }),
+      parseClassification,
+      now,
+      timeZone,
+      locale,
+      historyBounds: { turns: config.limits.turns, totalChars: config.limits.totalChars },
+      reasonerTurns: options.reasonerTurns,
+      forMessage: (text) => toolkitFor(messageLocale(text, config.persona.locale)),
+    };
+    byLocale.set(locale, toolkit);
+    return toolkit;
   };
+  return toolkitFor(config.persona.locale);
 }

@@ -190,7 +190,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
           roles: config.roles,
           fallbackToClassifier: config.fallback.reasonerToClassifier,
           sink,
-          toolkit: createJobToolkit({ config, prompts, messages, now, reasonerTurns: REASONER_TURNS }),
+          toolkit: createJobToolkit({ config, prompts, now, reasonerTurns: REASONER_TURNS }),
         },
       },
     });
