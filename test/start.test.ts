@@ -75,7 +75,7 @@ describe('npm start', () => {
         backend: 'local',
         url: baseUrl,
         reason: 'backend_unavailable',
-        msg: `backend down (${baseUrl}): 127.0.0.1:${port}/v1/models is unreachable (connection refused)`,
+        msg: `backend down (${baseUrl}): 127.0.0.1:${port}/v1/models is unreachable (connection refused, ECONNREFUSED)`,
       });
 
       gateway.child.kill('SIGTERM');

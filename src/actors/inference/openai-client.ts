@@ -373,7 +373,8 @@ function transportError(
   if (guard.cause !== null) return guard.failure();
   if (error instanceof SwitchboardError) return error;
   const code = errorCode(error);
-  const what = (code !== undefined ? SOCKET_ERRORS[code] : undefined) ?? `${errorName(error)}${code ? ` ${code}` : ''}`;
+  const words = code !== undefined ? SOCKET_ERRORS[code] : undefined;
+  const what = words !== undefined ? `${words}, ${code}` : `${errorName(error)}${code ? ` ${code}` : ''}`;
   if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     return new BackendUnavailableError('backend_timeout', `${target.where} timed out (${what})`, { cause: error });
   }
