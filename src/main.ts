@@ -1,9 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { DataDirInUseError } from './actors/store/data-dir-lock.js';
+import { configSource, describeDatabase } from './cli/start-line.js';
 import { parseStartArgs, START_HELP } from './cli/start-options.js';
-import type { Config } from './config/config-schema.js';
-import { ConfigError, DEFAULT_CONFIG_PATH, impliedSettings, loadConfig } from './config/load-config.js';
+import { ConfigError, impliedSettings, loadConfig } from './config/load-config.js';
 import { maskSecrets, maskUrlPassword } from './config/mask-secrets.js';
 import { createLogger } from './log.js';
 import { createRuntime } from './runtime/create-runtime.js';
@@ -89,24 +88,6 @@ async function main(): Promise<void> {
 
   process.on('SIGTERM', () => void shutdown('SIGTERM', config.shutdown.graceMs, 0));
   process.on('SIGINT', () => void shutdown('SIGINT', config.shutdown.graceMs, 0));
-}
-
-/** Which file the config came from, for the start line. */
-function configSource(path: string | undefined): string {
-  if (path !== undefined) return resolve(path);
-  return existsSync(DEFAULT_CONFIG_PATH) ? resolve(DEFAULT_CONFIG_PATH) : 'built-in defaults (no switchboard.config.json here)';
-}
-
-/** The database for the start line: PGlite's folder, or PostgreSQL's host, port and database — never a password. */
-function describeDatabase(config: Config): string {
-  const { url, dataDir } = config.database;
-  if (!url) return dataDir.startsWith('memory://') ? 'PGlite in memory' : `PGlite in ${resolve(dataDir)}`;
-  try {
-    const parsed = new URL(url);
-    return `PostgreSQL at ${parsed.host || 'the local socket'}${parsed.pathname.length > 1 ? `, database ${decodeURIComponent(parsed.pathname.slice(1))}` : ''}`;
-  } catch {
-    return 'PostgreSQL (a connection string that is not a URL)';
-  }
 }
 
 /** The version in package.json, beside `src/`. */
