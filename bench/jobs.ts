@@ -32,7 +32,7 @@ export function benchConfig(baseUrl: string, dataDir: string, databaseUrl: strin
     roles: { classifier: 'fake', reasoner: 'fake' },
     modes: { daily: 'fake' },
     // 100 bench connections share the anonymous owner.
-    limits: { maxActiveJobs: 1_000, connectionsPerOwner: 1_000 },
+    limits: { maxActiveJobs: 1_000, connectionsPerOwner: 1_000, pendingJobsPerOwner: 10_000 },
     persona: { name: 'Eid', locale: 'en' },
   });
 }
