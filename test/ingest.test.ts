@@ -4,14 +4,13 @@
  * is one sentence and exit code 1.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, runMigrations } from '../src/actors/store/create-database.js';
 import { runScript } from './helpers/run-script.js';
+import { closedPort } from './helpers/closed-port.js';
 
 let dir: string;
 let dataDir: string;
@@ -130,13 +129,3 @@ describe('npm run ingest', () => {
   }, 120_000);
 });
 
-/** A port nothing listens on: bind, note it, close. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}

@@ -2,25 +2,13 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { startFakeBackend } from './fakes/fake-openai-backend.js';
 import { TestClient } from './helpers/gateway.js';
 import { startInFolder } from './helpers/start-in-folder.js';
-
-/** A port nothing listens on: bind, note it, close. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
+import { closedPort } from './helpers/closed-port.js';
 
 /**
  * A child process that loads tsx and initializes the embedded database takes about 15 s on the 2-core
