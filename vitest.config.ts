@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     setupFiles: ['test/setup/fail-on-stopped-actor-warnings.ts'],
+    globalSetup: ['test/setup/build-bundle.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
     // Real servers and databases: keep files in separate processes, two at a time (2 cores).

@@ -36,17 +36,3 @@ export async function benchJobMemory(holdingBaseUrl: string, count = 1_000): Pro
   if (inFlight.active + inFlight.pending < count) throw new Error('jobs ended before they were measured');
   return { perJobBytes: (after - before) / count, measured: gc !== undefined };
 }
-
-/** RSS of a started runtime at idle, in MiB, after a GC (run it in a fresh process). */
-export async function idleRss(baseUrl: string, databaseUrl: string | null): Promise<number> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'sb-bench-rss-'));
-  const runtime = createRuntime(benchConfig(baseUrl, dataDir, databaseUrl), { log: createLogger({ level: 'silent' }) });
-  await runtime.start();
-  await settle();
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  await settle();
-  const rss = process.memoryUsage().rss / 2 ** 20;
-  await runtime.stop(0);
-  rmSync(dataDir, { recursive: true, force: true });
-  return rss;
-}

@@ -1,6 +1,9 @@
-import { cpus, totalmem } from 'node:os';
-import { spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { startChildFake } from './child-fake.js';
+import { startGatewayOnce, type GatewayStart } from './gateway-start.js';
 import { benchJobMemory } from './job-memory.js';
 import { benchJobs } from './jobs.js';
 import { benchMailboxDispatchHttp, benchMailboxDispatchInProcess } from './mailbox-dispatch.js';
@@ -68,17 +71,23 @@ for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDataba
   const r = await benchJobMemory(holding.baseUrl);
   console.log(`heap per in-flight job: ${fmt(r.perJobBytes / 1024)} KB over 1000 held jobs${r.measured ? '' : ' (no --expose-gc: not reliable)'} — target ≤ 20 KB`);
   holding.stop();
+}
+
+{
+  // The real gateway in its own process, as `npm start` runs it: what a user's machine gives it.
+  execFileSync(process.execPath, [new URL('../scripts/build.mjs', import.meta.url).pathname], { stdio: 'inherit' });
   const fake = await startChildFake();
-  const rss = (databaseUrl: string) =>
-    new Promise<string>((resolve) => {
-      const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', new URL('./idle-rss-child.ts', import.meta.url).pathname, fake.baseUrl, databaseUrl]);
-      let out = '';
-      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-      child.on('exit', () => resolve(out.trim() || 'failed'));
-    });
-  console.log(`RSS at idle with PGlite: ${await rss('')} MiB`);
-  const pg = benchDatabaseUrl;
-  console.log(`RSS at idle with PostgreSQL: ${pg ? `${await rss(pg)} MiB` : 'not measured (set BENCH_DATABASE_URL)'}`);
+  const folder = mkdtempSync(join(tmpdir(), 'sb-bench-start-'));
+  const line = (label: string, r: GatewayStart) =>
+    console.log(`  ${label}: idle RSS ${fmt(r.idleRssMiB, 0)} MiB, start → /healthz ok ${fmt(r.toHealthzMs / 1000, 1)} s`);
+  console.log('the gateway at idle (src/main.ts in its own process, one backend, two seconds after /healthz ok)');
+  const first = await startGatewayOnce(folder, fake.baseUrl, null);
+  line('PGlite, first start (copies the template `npm ci` made)', first);
+  line('PGlite, restart (reopens it)', await startGatewayOnce(folder, fake.baseUrl, null));
+  console.log('    target ≤ 300 MiB idle on PGlite, first start → /healthz ≤ 8 s');
+  if (benchDatabaseUrl) line('PostgreSQL', await startGatewayOnce(folder, fake.baseUrl, benchDatabaseUrl));
+  else console.log('  PostgreSQL: not measured (set BENCH_DATABASE_URL)');
+  rmSync(folder, { recursive: true, force: true });
   fake.stop();
 }
 process.exit(0);

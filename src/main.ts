@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DataDirInUseError } from './actors/store/data-dir-lock.js';
 import { configSource, describeDatabase } from './cli/start-line.js';
 import { parseStartArgs, START_HELP } from './cli/start-options.js';
 import { ConfigError, impliedSettings, loadConfig } from './config/load-config.js';
 import { maskSecrets, maskUrlPassword } from './config/mask-secrets.js';
 import { createLogger } from './log.js';
+import { PACKAGE_ROOT } from './package-root.js';
 import { createRuntime } from './runtime/create-runtime.js';
 import { startGateway } from './transport/start-gateway.js';
 
@@ -92,7 +94,7 @@ async function main(): Promise<void> {
 
 /** The version in package.json, beside `src/`. */
 function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version?: string };
   return pkg.version ?? 'unknown';
 }
 

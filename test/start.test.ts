@@ -37,8 +37,8 @@ describe('npm start', () => {
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       // The first start says it creates the database and how long that took; the start line says where
       // everything is.
-      expect(gateway.messages[0]).toBe(`initialising the embedded database in ${join(dir, 'data')} (first start; this takes a few seconds)`);
-      expect(gateway.messages[1]).toMatch(/^embedded database initialised in \d+\.\d s$/);
+      expect(gateway.messages[0]).toBe(`creating the embedded database in ${join(dir, 'data')} (first start)`);
+      expect(gateway.messages[1]).toMatch(/^embedded database created in \d+\.\d s$/);
       expect(gateway.entries.find((e) => e.msg === 'switchboard listening')).toMatchObject({
         url,
         config: configPath,

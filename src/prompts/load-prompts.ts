@@ -7,9 +7,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { SwitchboardError } from '../errors.js';
+import { PACKAGE_ROOT } from '../package-root.js';
 import {
   FALLBACK_LOCALE,
   fillTemplate,
@@ -30,8 +30,8 @@ export type PromptTask = (typeof PROMPT_TASKS)[number];
 /** Default limit of one composed system prompt, in characters (UTF-16 code units). */
 export const PROMPT_BUDGET_CHARS = 6_000;
 
-/** `prompts/` of this checkout, found from this file rather than the working directory. */
-export const DEFAULT_PROMPTS_DIR = fileURLToPath(new URL('../../prompts/', import.meta.url));
+/** `prompts/` of this checkout, found from the code rather than the working directory. */
+export const DEFAULT_PROMPTS_DIR = join(PACKAGE_ROOT, 'prompts');
 
 /** Who the assistant is: `config.persona`. */
 export interface PersonaSettings {

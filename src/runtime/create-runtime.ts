@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { createActor, fromCallback, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
+import { hasPgliteDatabase } from '../actors/store/create-pglite-data-dir.js';
 import type { OpenedStore } from '../actors/store/open-store.js';
 import { openStore } from '../actors/store/open-store.js';
 import { isStoreUnavailable, type StoreUnavailableError } from '../actors/store/store-errors.js';
@@ -105,13 +104,15 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
 
   const start = async (): Promise<void> => {
     const prompts = await loadPrompts(deps.promptsDir ?? DEFAULT_PROMPTS_DIR, config.persona);
-    // A first start creates the embedded database (initdb): several seconds that deserve a word.
+    // A first start creates the embedded database: a copy of a template, or initdb's seconds without one.
     const { url, dataDir } = config.database;
-    const creating = !url && !dataDir.startsWith('memory://') && !existsSync(join(dataDir, 'PG_VERSION'));
+    const creating = !url && !dataDir.startsWith('memory://') && !hasPgliteDatabase(dataDir);
     const openingAt = performance.now();
-    if (creating) log.info({ dataDir }, `initialising the embedded database in ${dataDir} (first start; this takes a few seconds)`);
+    if (creating) log.info({ dataDir }, `creating the embedded database in ${dataDir} (first start)`);
     opened = await openStore(config.database, {
       onError: (error) => log.error({ err: error, reason: isStoreUnavailable(error) ? 'store_unavailable' : 'internal' }, 'store background work failed'),
+      onTemplateError: (error) =>
+        log.warn({ err: error, dataDir }, 'could not keep a template of the empty embedded database; creating this one in place'),
       onLost: (error) => {
         log.fatal({ err: error, reason: 'store_unavailable' }, 'the embedded database stopped');
         deps.onStoreLost?.(error);
@@ -119,7 +120,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     });
     if (creating) {
       const seconds = ((performance.now() - openingAt) / 1000).toFixed(1);
-      log.info({ dataDir, ms: Math.round(performance.now() - openingAt) }, `embedded database initialised in ${seconds} s`);
+      log.info({ dataDir, ms: Math.round(performance.now() - openingAt) }, `embedded database created in ${seconds} s`);
     }
     if (opened.interruptedJobIds.length > 0) log.warn({ jobs: opened.interruptedJobIds.length }, 'ended jobs interrupted by a restart');
     const store = opened.store;

@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { npmStartNodeArgs } from './npm-start-command.js';
 
 /** A gateway started as a user starts it, from a folder of their own. */
 export interface FolderGateway {
@@ -16,16 +15,13 @@ export interface FolderGateway {
   stop(): Promise<void>;
 }
 
-const REPO = new URL('../..', import.meta.url).pathname;
-
 /**
- * Runs `src/main.ts ARGS` with `dir` as the working directory (so `./switchboard.config.json` and `./data`
+ * Runs what `npm start -- ARGS` runs (the bundle in `dist/`) with `dir` as the working directory (so `./switchboard.config.json` and `./data`
  * are the folder's), on any free port (`SWITCHBOARD_PORT=0`: 8787 may be taken here), and resolves once it
  * listens and has logged its start.
  */
 export async function startInFolder(dir: string, args: readonly string[] = []): Promise<FolderGateway> {
-  const tsx = createRequire(import.meta.url).resolve('tsx');
-  const child = spawn(process.execPath, ['--import', tsx, join(REPO, 'src/main.ts'), ...args], {
+  const child = spawn(process.execPath, [...npmStartNodeArgs(), ...args], {
     cwd: dir,
     env: { ...process.env, VITEST: '', LOG_LEVEL: 'info', SWITCHBOARD_PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],

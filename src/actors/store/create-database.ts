@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { Kysely, Migrator, PostgresDialect, sql, type MigrationResult } from 'kysely';
 import { migrations } from '../../../migrations/index.js';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
+import { createPgliteDataDir } from './create-pglite-data-dir.js';
 import { PgliteWorkerDialect, startPgliteWorker } from './pglite-worker-client.js';
 import { createPostgresPool } from './postgres-pool.js';
 import type { DatabaseSchema } from './schema.js';
@@ -49,6 +50,8 @@ export interface CreateDatabaseOptions {
   maxConnections?: number;
   /** The embedded database's thread died: nothing can use the database in this process any more. */
   onLost?: (error: StoreUnavailableError) => void;
+  /** A new embedded database could not be copied from its template (see create-pglite-data-dir.ts). */
+  onTemplateError?: (error: unknown) => void;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
@@ -113,7 +116,10 @@ function createPostgres(config: DatabaseConfig, url: string, options: CreateData
 }
 
 async function createPglite(dataDir: string, options: CreateDatabaseOptions): Promise<Kysely<DatabaseSchema>> {
-  const dir = dataDir.startsWith('memory://') ? dataDir : resolve(dataDir);
+  const inMemory = dataDir.startsWith('memory://');
+  const dir = inMemory ? dataDir : resolve(dataDir);
+  // A new folder is made by a process of its own, whose memory goes when it ends (see pglite-initdb.mjs).
+  if (!inMemory) await createPgliteDataDir(dir, options.onTemplateError === undefined ? {} : { onTemplateError: options.onTemplateError });
   // On a thread of its own: a statement blocks its thread for up to milliseconds (see pglite-worker.mjs).
   const worker = await startPgliteWorker(dir, options.onLost === undefined ? {} : { onLost: options.onLost });
   // The dialect closes the worker when kysely is destroyed.

@@ -15,6 +15,8 @@ export interface OpenStoreOptions extends StoreOptions {
   onError?: (error: unknown) => void;
   /** The embedded database's thread died: the database is gone for this process. */
   onLost?: (error: StoreUnavailableError) => void;
+  /** A new embedded database could not be copied from its template; it is made in place instead. */
+  onTemplateError?: (error: unknown) => void;
 }
 
 /** A started store and what happened at its start. */
@@ -35,7 +37,11 @@ export async function openStore(
   options: OpenStoreOptions = {},
 ): Promise<OpenedStore> {
   const onError = options.onError ?? (() => undefined);
-  const database = await createDatabase(config, { onPoolError: onError, ...(options.onLost === undefined ? {} : { onLost: options.onLost }) });
+  const database = await createDatabase(config, {
+    onPoolError: onError,
+    ...(options.onLost === undefined ? {} : { onLost: options.onLost }),
+    ...(options.onTemplateError === undefined ? {} : { onTemplateError: options.onTemplateError }),
+  });
   try {
     await runMigrations(database.db);
     const store = createStore(database.db, options);
