@@ -80,7 +80,7 @@ for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDataba
   const folder = mkdtempSync(join(tmpdir(), 'sb-bench-start-'));
   const line = (label: string, r: GatewayStart) =>
     console.log(`  ${label}: idle RSS ${fmt(r.idleRssMiB, 0)} MiB, start → /healthz ok ${fmt(r.toHealthzMs / 1000, 1)} s`);
-  console.log('the gateway at idle (src/main.ts in its own process, one backend, two seconds after /healthz ok)');
+  console.log('the gateway at idle (as npm start runs it, in its own process, one backend, two seconds after /healthz ok)');
   const first = await startGatewayOnce(folder, fake.baseUrl, null);
   line('PGlite, first start (copies the template `npm ci` made)', first);
   line('PGlite, restart (reopens it)', await startGatewayOnce(folder, fake.baseUrl, null));
