@@ -11,7 +11,7 @@ export type StartCommand =
 
 /** The text of `--help`: every option, the environment variables, and where to read more. */
 export const START_HELP = `Usage: npm start -- [options]
-       node --import tsx src/main.ts [options]
+       node dist/main.mjs [options]            (after npm run build)
 
 Runs the Switchboard gateway: WebSocket and HTTP on server.host:server.port (default 127.0.0.1:8787),
 the embedded database in database.dataDir (default ./data) unless database.url names PostgreSQL.
