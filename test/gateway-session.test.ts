@@ -192,6 +192,11 @@ describe('one WebSocket session through every branch', () => {
     const korean = await noticesOf('우주에 대해 알려줘');
     expect(korean.notices).toContain('메시지를 살펴보고 있어요…');
     expect(korean.prompt).toMatch(/^당신은 이드입니다\./);
+    // This gateway configures no calendar and no mailbox: the classifier is offered document search only.
+    for (const prompt of [english.prompt, korean.prompt]) {
+      expect(prompt).toContain('- document.search(query)');
+      expect(prompt).not.toMatch(/\b(calendar|email)\.[a-z_]+\(|^@/m);
+    }
   });
 
   it("names of Object.prototype's members are not modes: each is a bad_request naming the mode, and nothing runs", async () => {

@@ -18,6 +18,9 @@ import {
   type PromptTask,
 } from '../src/prompts/load-prompts.js';
 import { fillTemplate } from '../src/prompts/messages.js';
+import { offeredTools } from '../src/prompts/offered-tools.js';
+import { parseConfig } from '../src/config/load-config.js';
+import type { Config } from '../src/config/config-schema.js';
 import { chatRequest, classifierRequest, toolFormatRequest } from '../src/jobs/job-requests.js';
 import type { ChatRequest } from '../src/actors/inference/types.js';
 
@@ -43,7 +46,8 @@ describe('the real prompts directory', () => {
     const rules = (await readFile(join(DEFAULT_PROMPTS_DIR, 'ko', 'rules.txt'), 'utf8')).trim();
     for (const task of PROMPT_TASKS) {
       const prompt = prompts.systemPrompt(task);
-      const taskText = (await readFile(join(DEFAULT_PROMPTS_DIR, 'ko', `${task}.txt`), 'utf8')).trim();
+      // Every tool is offered by default, so the tool marks (`@calendar `) are all removed.
+      const taskText = (await readFile(join(DEFAULT_PROMPTS_DIR, 'ko', `${task}.txt`), 'utf8')).trim().replace(/^@[a-z]+ /gm, '');
       expect(prompt.length).toBeLessThanOrEqual(PROMPT_BUDGET_CHARS);
       expect(prompt).not.toMatch(/\{\{/);
       expect(prompt).toContain('이드');
@@ -105,6 +109,34 @@ describe('the real prompts directory', () => {
     const prompts = await loadPrompts();
     expect(prompts.persona).toEqual({ name: '이드', locale: 'ko' });
     expect(prompts.budgetChars).toBe(PROMPT_BUDGET_CHARS);
+  });
+});
+
+describe('the tools the classifier is offered', () => {
+  const toolLines = (prompt: string) => prompt.split('\n').filter((line) => /^- (calendar|email|document)\./.test(line) || /"tool":"(calendar|email|document)"/.test(line));
+
+  it('are exactly the configured ones, in both languages, with no mark left', async () => {
+    for (const locale of PROMPT_LOCALES) {
+      const all = await loadPrompts(DEFAULT_PROMPTS_DIR, { name: 'Eid', locale });
+      const documentsOnly = await loadPrompts(DEFAULT_PROMPTS_DIR, { name: 'Eid', locale }, { tools: ['document'] });
+      const none = await loadPrompts(DEFAULT_PROMPTS_DIR, { name: 'Eid', locale }, { tools: [] });
+      const names = (prompt: string) => new Set(toolLines(prompt).map((line) => /(calendar|email|document)/.exec(line)?.[1]));
+      expect(names(all.systemPrompt('classifier'))).toEqual(new Set(['calendar', 'email', 'document']));
+      expect(names(documentsOnly.systemPrompt('classifier'))).toEqual(new Set(['document']));
+      expect(documentsOnly.systemPrompt('classifier')).not.toContain('pending_draft]가 있을 때');
+      expect(documentsOnly.systemPrompt('classifier')).not.toContain('When [pending_draft] is present');
+      expect(toolLines(none.systemPrompt('classifier'))).toEqual([]);
+      for (const prompts of [all, documentsOnly, none]) expect(prompts.systemPrompt('classifier')).not.toMatch(/^@/m);
+    }
+  });
+
+  it('follow the config: a calendar or a mailbox configured, document search switched off', () => {
+    const tools = (section: Record<string, unknown>) => parseConfig({ tools: section }).tools;
+    expect(offeredTools(tools({}))).toEqual(['document']);
+    expect(offeredTools(tools({ documents: { enabled: false } }))).toEqual([]);
+    // Only whether a section is set counts; its settings are the tools' own business (and tests).
+    const set = {} as NonNullable<Config['tools']['calendar']> & NonNullable<Config['tools']['email']>;
+    expect(offeredTools({ ...tools({}), calendar: set, email: set })).toEqual(['calendar', 'email', 'document']);
   });
 });
 
@@ -216,6 +248,12 @@ describe('broken prompt directories', () => {
     await expect(loadPrompts(DEFAULT_PROMPTS_DIR, PERSONA, { budgetChars: 500 })).rejects.toThrow(
       /"classifier" system prompt has \d+ characters, over its budget of 500/,
     );
+  });
+
+  it('refuses an unknown tool mark, naming the file and the known ones', async () => {
+    const dir = await promptsCopy();
+    await writeFile(join(dir, 'en', 'classifier.txt'), 'Tools\n@calender - calendar.today() : today');
+    await expect(loadPrompts(dir, PERSONA)).rejects.toThrow(/classifier\.txt: unknown tool mark @calender \(known: @calendar, @email, @document\)/);
   });
 
   it('refuses an unknown placeholder, naming the file', async () => {

@@ -45,6 +45,40 @@ export const DEFAULT_PERSONA: Readonly<PersonaSettings> = Object.freeze({ name: 
 export interface LoadPromptsOptions {
   /** Limit of each composed system prompt (default {@link PROMPT_BUDGET_CHARS}). */
   budgetChars?: number;
+  /**
+   * The tools that are configured (default: all of {@link PROMPT_TOOLS}). A prompt line that begins
+   * with `@tool ` is that tool's: it is kept, without the mark, only when the tool is in this list, so
+   * a model is never offered a tool that would only answer "not configured".
+   */
+  tools?: readonly PromptTool[];
+}
+
+/** The tools a prompt line may belong to (`@calendar …`). */
+export const PROMPT_TOOLS = ['calendar', 'email', 'document'] as const;
+export type PromptTool = (typeof PROMPT_TOOLS)[number];
+
+/** `@tool ` at the start of a line: the line belongs to that tool. */
+const TOOL_LINE = /^@([a-z]+) /;
+
+/**
+ * `text` with the lines of tools not in `tools` dropped and the marks of the others removed. An
+ * unknown tool name is an error in `file`.
+ */
+function keepToolLines(file: string, text: string, tools: ReadonlySet<string>): string {
+  const kept: string[] = [];
+  for (const line of text.split('\n')) {
+    const mark = TOOL_LINE.exec(line);
+    if (mark === null) {
+      kept.push(line);
+      continue;
+    }
+    const tool = mark[1]!;
+    if (!(PROMPT_TOOLS as readonly string[]).includes(tool)) {
+      throw new PromptFileError(file, `unknown tool mark @${tool} (known: ${PROMPT_TOOLS.map((name) => `@${name}`).join(', ')})`);
+    }
+    if (tools.has(tool)) kept.push(line.slice(mark[0].length));
+  }
+  return kept.join('\n');
 }
 
 /** Everything under `prompts/`, validated and composed. Frozen. */
@@ -109,6 +143,7 @@ export async function loadPrompts(
   options: LoadPromptsOptions = {},
 ): Promise<Prompts> {
   const budgetChars = options.budgetChars ?? PROMPT_BUDGET_CHARS;
+  const tools = new Set<string>(options.tools ?? PROMPT_TOOLS);
   const values = { persona_name: persona.name, locale: persona.locale, language: languageName(persona.locale) };
 
   // Each folder's texts, read once.
@@ -126,7 +161,7 @@ export async function loadPrompts(
     const composed = new Map<PromptTask, string>();
     for (const task of PROMPT_TASKS) {
       const { file, text } = set.tasks.get(task)!;
-      const prompt = [...layers, fill(file, text, localeValues)].filter((part) => part !== '').join('\n\n');
+      const prompt = [...layers, fill(file, keepToolLines(file, text, tools), localeValues)].filter((part) => part !== '').join('\n\n');
       composed.set(task, prompt);
     }
     composedFor.set(locale, composed);

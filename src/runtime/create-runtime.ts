@@ -6,13 +6,14 @@ import type { OpenedStore } from '../actors/store/open-store.js';
 import { openStore } from '../actors/store/open-store.js';
 import { isStoreUnavailable, type StoreUnavailableError } from '../actors/store/store-errors.js';
 import { toErrorInfo } from '../errors.js';
-import type { Config } from '../config/config-schema.js';
+import { DEFAULT_DRAFT_TTL_MS, type Config } from '../config/config-schema.js';
 import type { JobEvent } from '../jobs/job-event.js';
 import { jobMachine, type JobSinkEvent } from '../machines/job-machine.js';
 import { createActorPool } from '../machines/actor-pool.js';
 import { conversationMachine } from '../machines/conversation-machine.js';
 import { jobCounts, supervisorMachine } from '../machines/supervisor-machine.js';
 import { DEFAULT_PROMPTS_DIR, loadPrompts } from '../prompts/load-prompts.js';
+import { offeredTools } from '../prompts/offered-tools.js';
 import { formatSystemStatus } from '../jobs/system-status-text.js';
 import { BackendRegistry, type BackendRegistryDeps } from './backend-registry.js';
 import { createJobActors } from './create-job-actors.js';
@@ -49,8 +50,6 @@ export interface RuntimeDeps {
 
 /** Messages of history loaded per job; the config's turn and size limits then cut it. */
 const HISTORY_MESSAGES = 80;
-/** A calendar draft waits this long for its yes/no. */
-const DRAFT_TTL_MS = 30 * 60 * 1000;
 /** The reasoner sees this many recent turns (seed 001). */
 const REASONER_TURNS = 10;
 /** How long a stopping runtime waits for cancelled jobs to reach their terminal event. */
@@ -72,6 +71,8 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   let hub: JobEventHub | undefined;
   let supervisor: SupervisorActor | undefined;
   let sink: AnyActorRef | undefined;
+  /** Closed at stop: the tools hold connections (the calendar's). */
+  let tools: ReturnType<typeof createToolRunner> | undefined;
   let stopping = false;
   /** Chats with a `clientMsgId` being accepted, by owner and id: a repeat arriving meanwhile shares the outcome. */
   const accepting = new Map<string, Promise<Accepted>>();
@@ -103,7 +104,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   };
 
   const start = async (): Promise<void> => {
-    const prompts = await loadPrompts(deps.promptsDir ?? DEFAULT_PROMPTS_DIR, config.persona);
+    const prompts = await loadPrompts(deps.promptsDir ?? DEFAULT_PROMPTS_DIR, config.persona, { tools: offeredTools(config.tools) });
     // A first start creates the embedded database: a copy of a template, or initdb's seconds without one.
     const { url, dataDir } = config.database;
     const creating = !url && !dataDir.startsWith('memory://') && !hasPgliteDatabase(dataDir);
@@ -144,13 +145,13 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       { id: 'job-events' },
     ).start();
 
-    const tools = createToolRunner({ store, config, messages, now, log });
+    tools = createToolRunner({ store, config, messages, now, log });
     const jobActors = createJobActors({
       store,
       backends,
       tools,
       describeStatus: (locale) => formatSystemStatus(status(), prompts.messages(locale), locale),
-      draftTtlMs: DRAFT_TTL_MS,
+      draftTtlMs: config.tools.calendar?.draftTtlMs ?? DEFAULT_DRAFT_TTL_MS,
       historyMessages: HISTORY_MESSAGES,
       now,
     });
@@ -350,6 +351,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     }
     sink?.stop();
     backends.stop();
+    await tools?.close();
     await opened?.close();
   };
 
