@@ -37,7 +37,7 @@ function config(tools: Partial<Config['tools']> = {}): Config {
   return { ...base, tools: { ...base.tools, ...tools } };
 }
 
-const calendarOn = { url: 'http://127.0.0.1:5232/dav/' };
+const calendarOn = { url: 'http://127.0.0.1:5232/dav/', user: 'alice', password: 'unused-here', draftTtlMs: 600_000 };
 const emailOn = { url: 'http://127.0.0.1:1143/' };
 
 /** A store that answers document calls only after `delayMs`. */
@@ -197,17 +197,23 @@ forEachDatabase((getDatabase) => {
       );
     });
 
-    it('accepts the harmless variants models write, then reports the tool as not yet available', async () => {
+    it('accepts the harmless variants models write, and hands the operation the normalised params', async () => {
       const tools = registry({ config: config({ calendar: calendarOn, email: emailOn }) });
-      // Valid params reach the (not yet implemented) operation.
+      // A draft is the params as normalised (nothing is written: test/calendar-tool.test.ts runs the rest on Radicale).
+      const draft = await tools.run('calendar', 'create_draft', { title: '치과', date: '2025-03-18', time: '9:30', end_time: null });
+      expect(draft).toMatchObject({ ok: true, data: { title: '치과', date: '2025-03-18', time: '09:30' } });
+      // Valid params reach the operation, which contacts no host outside egress.allowHosts (none here).
+      const search = await tools.run('calendar', 'search', { date_from: '2025-03-18' });
+      expect(search).toMatchObject({ ok: false, reason: 'tool_failed' });
+      expect(!search.ok && search.message).toContain('is not in egress.allowHosts');
+      // The email tool is not implemented yet.
       for (const [tool, operation, params] of [
-        ['calendar', 'search', { date_from: '2025-03-18' }],
-        ['calendar', 'create_draft', { title: '치과', date: '2025-03-18', time: '9:30', end_time: null }],
         ['email', 'search', { query: null, days: '3', folder: '' }],
         ['email', 'read', { uid: 4211 }],
       ] as const) {
         expectFailure(await tools.run(tool, operation, params), 'tool_unavailable');
       }
+      await tools.close();
     });
 
     it('answers unknown_tool for unknown tools and operations', async () => {

@@ -44,6 +44,34 @@ export const backendSchema = z.strictObject({
 /** Calendar and email settings arrive with their tools; for now only the URL (checked against egress) is fixed. */
 const toolEndpoint = z.looseObject({ url: url.describe('The server\'s URL; its host must be in `egress.allowHosts`.') });
 
+/** How long a calendar draft waits for the user's yes or no by default (issue 11). */
+export const DEFAULT_DRAFT_TTL_MS = 10 * 60 * 1000;
+
+/** A CalDAV calendar (`tools.calendar`): the server, the account, which calendar, how long a draft waits. */
+export const calendarSchema = z
+  .strictObject({
+    url: url.describe('The CalDAV server\'s URL (e.g. `http://127.0.0.1:5232/`); its host must be in `egress.allowHosts`.'),
+    user: z.string().min(1).describe('The CalDAV user name.'),
+    password: z.string().min(1).optional().describe('The CalDAV password (masked by `--print-config`); or use `passwordEnv`.'),
+    passwordEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable')
+      .optional()
+      .describe('Name of the environment variable that holds the password, instead of `password` (exactly one of the two).'),
+    calendar: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('The calendar to use: its display name or the last segment of its path. Absent: the first calendar found (the start log names it).'),
+    draftTtlMs: positiveInt
+      .default(DEFAULT_DRAFT_TTL_MS)
+      .describe('How long a new event\'s draft waits for the user\'s yes or no; after that it is dropped unwritten.'),
+  })
+  .refine((calendar) => (calendar.password === undefined) !== (calendar.passwordEnv === undefined), {
+    message: 'expected exactly one of password and passwordEnv',
+    path: ['password'],
+  });
+
 /** A mode's name, as the WebSocket and the OpenAI API's `model` field carry it. */
 export const MODE_NAME = /^[a-z0-9_-]{1,32}$/;
 
@@ -115,7 +143,7 @@ export const configObjectSchema = z.strictObject({
     .prefault({}),
   tools: z
     .strictObject({
-      calendar: toolEndpoint.nullable().default(null).describe('CalDAV calendar settings; null: the calendar tool is off.'),
+      calendar: calendarSchema.nullable().default(null).describe('CalDAV calendar settings; null: the calendar tool is off.'),
       email: toolEndpoint.nullable().default(null).describe('IMAP mailbox settings; null: the email tool is off.'),
       documents: z
         .strictObject({ enabled: z.boolean().default(true).describe('Document search over what `npm run ingest` loaded.') })

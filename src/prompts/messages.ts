@@ -23,6 +23,17 @@ export const localeMessagesSchema = z.strictObject({
   }),
   tools: z.strictObject({
     calendarNotConfigured: text,
+    /** `{{cause}}`: why the CalDAV server could not be used, in words. */
+    calendarFailed: text,
+    /** `{{from}}`, `{{to}}`. */
+    calendarNone: text,
+    /** `{{count}}`. */
+    calendarFound: text,
+    calendarAllDay: text,
+    /** `{{title}}`, `{{when}}`. */
+    calendarDraft: text,
+    /** `{{title}}`, `{{when}}`. */
+    calendarCreated: text,
     emailNotConfigured: text,
     documentsNotConfigured: text,
     /** `{{tool}}`: configured, but its implementation has not arrived yet. */

@@ -111,6 +111,8 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     const openingAt = performance.now();
     if (creating) log.info({ dataDir }, `creating the embedded database in ${dataDir} (first start)`);
     opened = await openStore(config.database, {
+      // The same clock as the jobs': a draft's expiry is written and judged by it.
+      now,
       onError: (error) => log.error({ err: error, reason: isStoreUnavailable(error) ? 'store_unavailable' : 'internal' }, 'store background work failed'),
       onTemplateError: (error) =>
         log.warn({ err: error, dataDir }, 'could not keep a template of the empty embedded database; creating this one in place'),

@@ -6,11 +6,12 @@
  */
 import type { Config } from '../../config/config-schema.js';
 import { fillTemplate, type Messages } from '../../prompts/messages.js';
+import { createCalDavConnection, type CalendarConnection } from './caldav-connection.js';
 import { createCalendarTools } from './calendar-tools.js';
 import { createDocumentTools, type DocumentReader } from './document-tools.js';
 import { createEmailTools } from './email-tools.js';
 import type { ToolDefinition } from './tool-operation.js';
-import { toolFailure, type ToolResult } from './tool-result.js';
+import { ToolError, toolFailure, type ToolResult } from './tool-result.js';
 
 /** How long one tool call may take (DESIGN §6). */
 export const TOOL_TIMEOUT_MS = 10_000;
@@ -25,6 +26,14 @@ export interface ToolRegistryOptions {
   now?: () => Date;
   /** Per-call limit (default {@link TOOL_TIMEOUT_MS}); tests shorten it. */
   timeoutMs?: number;
+  /** Hosts the tools may connect to (`egress.allowHosts`); default none. */
+  allowHosts?: readonly string[];
+  /** The persona's IANA zone: what the calendar's dates and times mean (default `UTC`). */
+  timeZone?: string;
+  /** The calendar's server connection; default one made from `config.tools.calendar` when that is set. */
+  calendarConnection?: CalendarConnection;
+  /** Told things an operator should know that are not failures (which calendar is used). */
+  onNotice?: (message: string) => void;
   /** Tools added to (or replacing) the built-in ones, by name: tests inject slow or failing tools here. */
   extraTools?: Readonly<Record<string, ToolDefinition>>;
   /**
@@ -43,6 +52,8 @@ export interface ToolRegistry {
   run(tool: string, operation: string, params: unknown, signal?: AbortSignal, jobId?: string): Promise<ToolResult>;
   /** `tool.operation` names, for diagnostics and tests. */
   operations(): string[];
+  /** Closes the tools' connections (the calendar's); calls after it fail. */
+  close(): Promise<void>;
 }
 
 /** Builds the registry over the store and the tools configuration. */
@@ -50,8 +61,17 @@ export function createToolRegistry(options: ToolRegistryOptions): ToolRegistry {
   const { messages } = options;
   const now = options.now ?? (() => new Date());
   const timeoutMs = options.timeoutMs ?? TOOL_TIMEOUT_MS;
+  const calendarSettings = options.config.tools.calendar;
+  const calendarConnection =
+    options.calendarConnection ??
+    (calendarSettings === null
+      ? null
+      : createCalDavConnection(calendarSettings, {
+          allowHosts: options.allowHosts ?? [],
+          ...(options.onNotice ? { onNotice: options.onNotice } : {}),
+        }));
   const tools: Readonly<Record<string, ToolDefinition>> = {
-    calendar: createCalendarTools(options.config.tools.calendar, messages),
+    calendar: createCalendarTools({ connection: calendarConnection, timeZone: options.timeZone ?? 'UTC', messages }),
     email: createEmailTools(options.config.tools.email, messages),
     document: createDocumentTools(options.store, options.config.tools.documents.enabled, messages),
     ...options.extraTools,
@@ -90,7 +110,10 @@ export function createToolRegistry(options: ToolRegistryOptions): ToolRegistry {
         const result = await Promise.race([
           // Async wrapper: an operation that throws before returning its promise is still `tool_failed`.
           (async () => prepared.run({ signal: controller.signal, now: now() }))().catch((error: unknown) => {
+            // Aborted by the timeout or a cancel: the race is already decided, and that outcome is the one told.
+            if (controller.signal.aborted) return cancelled(messages);
             options.onError?.(error, { tool, operation, ...(jobId === undefined ? {} : { jobId }) });
+            if (error instanceof ToolError) return toolFailure(error.reason, error.userMessage);
             return toolFailure('tool_failed', messages.tools.failed);
           }),
           new Promise<ToolResult>((resolve) => {
@@ -106,6 +129,10 @@ export function createToolRegistry(options: ToolRegistryOptions): ToolRegistry {
         // Whatever ended the race, the operation's I/O has no one waiting for it any more.
         controller.abort();
       }
+    },
+
+    close: async () => {
+      await calendarConnection?.close();
     },
 
     operations: () =>

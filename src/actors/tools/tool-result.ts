@@ -64,3 +64,19 @@ export function cutText(text: string, max: number): string {
 export function sourcesOf(result: ToolResult): ToolSource[] {
   return result.ok ? (result.sources ?? []) : [];
 }
+
+/**
+ * Thrown by an operation for a failure the user should read about in words (a server that refuses):
+ * the registry answers `reason` with `userMessage` and reports the error once, with `detail` (safe to
+ * log: no credentials, no message bodies), to its `onError`.
+ */
+export class ToolError extends Error {
+  override readonly name = 'ToolError';
+  constructor(
+    readonly reason: string,
+    readonly userMessage: string,
+    readonly detail: string,
+  ) {
+    super(detail);
+  }
+}
