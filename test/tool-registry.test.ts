@@ -38,7 +38,7 @@ function config(tools: Partial<Config['tools']> = {}): Config {
 }
 
 const calendarOn = { url: 'http://127.0.0.1:5232/dav/', user: 'alice', password: 'unused-here', draftTtlMs: 600_000 };
-const emailOn = { url: 'http://127.0.0.1:1143/' };
+const emailOn = { url: 'imap://127.0.0.1:1143', user: 'alice', password: 'unused-here', folder: 'INBOX', rejectUnauthorized: true };
 
 /** A store that answers document calls only after `delayMs`. */
 function slowStore(store: DocumentReader, delayMs: number): DocumentReader {
@@ -206,13 +206,6 @@ forEachDatabase((getDatabase) => {
       const search = await tools.run('calendar', 'search', { date_from: '2025-03-18' });
       expect(search).toMatchObject({ ok: false, reason: 'tool_failed' });
       expect(!search.ok && search.message).toContain('is not in egress.allowHosts');
-      // The email tool is not implemented yet.
-      for (const [tool, operation, params] of [
-        ['email', 'search', { query: null, days: '3', folder: '' }],
-        ['email', 'read', { uid: 4211 }],
-      ] as const) {
-        expectFailure(await tools.run(tool, operation, params), 'tool_unavailable');
-      }
       await tools.close();
     });
 

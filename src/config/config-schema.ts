@@ -41,8 +41,29 @@ export const backendSchema = z.strictObject({
   apiKey: z.string().min(1).nullable().default(null).describe('Bearer token for servers that want one.'),
 });
 
-/** Calendar and email settings arrive with their tools; for now only the URL (checked against egress) is fixed. */
-const toolEndpoint = z.looseObject({ url: url.describe('The server\'s URL; its host must be in `egress.allowHosts`.') });
+/** An IMAP mailbox (`tools.email`), read only: the server, the account, the folder searched by default. */
+export const emailSchema = z
+  .strictObject({
+    url: z
+      .url({ protocol: /^imaps?$/ })
+      .describe('`imaps://host:993` (TLS) or `imap://host:143` (STARTTLS; plain text only to a loopback host); its host must be in `egress.allowHosts`.'),
+    user: z.string().min(1).describe('The IMAP login name.'),
+    password: z.string().min(1).optional().describe('The IMAP password (masked by `--print-config`); or use `passwordEnv`.'),
+    passwordEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable')
+      .optional()
+      .describe('Name of the environment variable that holds the password, instead of `password` (exactly one of the two).'),
+    folder: z.string().min(1).default('INBOX').describe('The folder searched when a request names none.'),
+    rejectUnauthorized: z
+      .boolean()
+      .default(true)
+      .describe('Check the server\'s TLS certificate (imaps, STARTTLS); false accepts a self-signed one.'),
+  })
+  .refine((email) => (email.password === undefined) !== (email.passwordEnv === undefined), {
+    message: 'expected exactly one of password and passwordEnv',
+    path: ['password'],
+  });
 
 /** How long a calendar draft waits for the user's yes or no by default (issue 11). */
 export const DEFAULT_DRAFT_TTL_MS = 10 * 60 * 1000;
@@ -144,7 +165,7 @@ export const configObjectSchema = z.strictObject({
   tools: z
     .strictObject({
       calendar: calendarSchema.nullable().default(null).describe('CalDAV calendar settings; null: the calendar tool is off.'),
-      email: toolEndpoint.nullable().default(null).describe('IMAP mailbox settings; null: the email tool is off.'),
+      email: emailSchema.nullable().default(null).describe('IMAP mailbox settings (read only); null: the email tool is off.'),
       documents: z
         .strictObject({ enabled: z.boolean().default(true).describe('Document search over what `npm run ingest` loaded.') })
         .prefault({}),

@@ -35,6 +35,20 @@ export const localeMessagesSchema = z.strictObject({
     /** `{{title}}`, `{{when}}`. */
     calendarCreated: text,
     emailNotConfigured: text,
+    /** The IMAP server cannot be reached (refused, down, dropped). */
+    emailUnreachable: text,
+    /** The IMAP server refused the login (or the password variable is not set). */
+    emailLoginFailed: text,
+    /** `{{folder}}`, `{{folders}}` (those there are). */
+    emailFolderNotFound: text,
+    emailNotFound: text,
+    /** `{{count}}`. */
+    emailFound: text,
+    /** `{{query}}`, `{{days}}`. */
+    emailNone: text,
+    /** `{{days}}`. */
+    emailNoneRecent: text,
+    emailTruncated: text,
     documentsNotConfigured: text,
     /** `{{tool}}`: configured, but its implementation has not arrived yet. */
     toolUnavailable: text,

@@ -70,9 +70,11 @@ export function createToolRegistry(options: ToolRegistryOptions): ToolRegistry {
           allowHosts: options.allowHosts ?? [],
           ...(options.onNotice ? { onNotice: options.onNotice } : {}),
         }));
+  // One IMAP connection for the registry's life, closed with it.
+  const email = createEmailTools(options.config.tools.email, messages);
   const tools: Readonly<Record<string, ToolDefinition>> = {
     calendar: createCalendarTools({ connection: calendarConnection, timeZone: options.timeZone ?? 'UTC', messages }),
-    email: createEmailTools(options.config.tools.email, messages),
+    email,
     document: createDocumentTools(options.store, options.config.tools.documents.enabled, messages),
     ...options.extraTools,
   };
@@ -132,7 +134,7 @@ export function createToolRegistry(options: ToolRegistryOptions): ToolRegistry {
     },
 
     close: async () => {
-      await calendarConnection?.close();
+      await Promise.all([calendarConnection?.close(), email.close()]);
     },
 
     operations: () =>
