@@ -3,6 +3,7 @@ import { backendMachine } from '../src/machines/backend-machine.js';
 import { conversationMachine } from '../src/machines/conversation-machine.js';
 import { healthMachine } from '../src/machines/health-machine.js';
 import { jobMachine } from '../src/machines/job-machine.js';
+import { reactMachine } from '../src/machines/react-machine.js';
 import { supervisorMachine } from '../src/machines/supervisor-machine.js';
 import { machineToMermaid } from './machine-diagram.js';
 
@@ -11,6 +12,7 @@ export const MACHINES: Record<string, AnyStateMachine> = {
   'backend-machine': backendMachine,
   'health-machine': healthMachine,
   'job-machine': jobMachine,
+  'react-machine': reactMachine,
   'supervisor-machine': supervisorMachine,
   'conversation-machine': conversationMachine,
 };

@@ -5,6 +5,7 @@ import type { Classification } from '../jobs/classification.js';
 import type { JobEventPayload } from '../jobs/job-event.js';
 import { boundHistory, chatRequest, classifierRequest, describeNow, toolFormatRequest, type HistoryBounds, type HistoryTurn } from '../jobs/job-requests.js';
 import type { BackendReply, Priority, RequestKind } from './backend-protocol.js';
+import { reactMachine, type ReactInput, type ReactOutput, type ReactRoundEvent } from './react-machine.js';
 
 /** The fixed sentences a job shows, by key; the runtime fills them from `prompts/messages.json`. */
 export type JobMessageKey =
@@ -27,7 +28,7 @@ export type JobMessageKey =
 
 /** What a job needs besides actors: prompts, rules and clocks, closed over by the runtime. */
 export interface JobToolkit {
-  systemPrompt(task: 'classifier' | 'reasoner' | 'tool-format'): string;
+  systemPrompt(task: 'classifier' | 'reasoner' | 'tool-format' | 'react'): string;
   message(key: JobMessageKey): string;
   preRoute(text: string, hasPendingDraft: boolean, now: Date): Classification | null;
   parseClassification(raw: string): Classification;
@@ -37,6 +38,8 @@ export interface JobToolkit {
   historyBounds: HistoryBounds;
   /** How many of the history's turns the reasoner sees (seed: 10). */
   reasonerTurns: number;
+  /** The reasoner calls tools natively (`backends.NAME.tools`): `route` runs the ReAct loop. */
+  reasonerTools?: boolean;
   /** The toolkit in the language of `text` (notices, errors, prompts); absent: this one for every message. */
   forMessage?(text: string): JobToolkit;
 }
@@ -121,7 +124,7 @@ export interface JobFinishedEvent {
   conversationId: string;
 }
 
-type JobEvent = BackendReply | { type: 'cancel' };
+type JobEvent = BackendReply | ReactRoundEvent | { type: 'cancel' };
 
 interface JobContext extends JobInput {
   /** The classifier could not be reached: it is not asked again in this job (no fallback to it). */
@@ -174,6 +177,17 @@ function terminal(payload: JobEventPayload, context: JobContext, status: JobOutc
 }
 
 const nowText = (context: JobContext): string => describeNow(context.toolkit.now(), context.toolkit.timeZone, context.toolkit.locale);
+
+/** The ReAct loop's start: the `react` task prompt with the time, the reasoner's last turns, the message. */
+function reactInput(context: JobContext): ReactInput {
+  const { messages } = chatRequest({
+    systemPrompt: context.toolkit.systemPrompt('react'),
+    now: nowText(context),
+    history: boundHistory(context.history, context.toolkit.historyBounds).slice(-context.toolkit.reasonerTurns),
+    text: context.text,
+  });
+  return { jobId: context.jobId, backend: context.roles.reasoner, messages, text: context.text };
+}
 
 /** A streamed answer from `backend`: persona prompt with the time, the last turns, the message. */
 function streamInput(context: JobContext, backend: string): InferInput {
@@ -242,6 +256,8 @@ export const jobMachine = setup({
     readHealth: fromPromise<BackendHealth, { backend: string }>(async () => {
       throw new Error('readHealth is not provided');
     }),
+    // The runtime provides it with the job's own `infer` and `runTool`.
+    react: reactMachine,
   },
   delays: {
     classifyHeartbeat: 2_000,
@@ -257,6 +273,9 @@ export const jobMachine = setup({
     isBackendDown: ({ event }) => event.type === 'infer.error' && BACKEND_DOWN_REASONS.has(event.error.reason),
     /** The health read says the backend is down: it is not called. */
     isReportedDown: ({ event }) => (event as unknown as { output: BackendHealth }).output.state === 'down',
+    /** The reasoner calls tools natively: `route` runs the ReAct loop instead of a plain stream. */
+    usesTools: ({ context }) => context.toolkit.reasonerTools === true,
+    reactFailed: ({ event }) => !(event as unknown as { output: ReactOutput }).output.ok,
     isReportedBusy: ({ event }) => {
       const { load } = (event as unknown as { output: BackendHealth }).output;
       return load === 'busy' || load === 'very_busy';
@@ -302,6 +321,14 @@ export const jobMachine = setup({
     emitSources: sendTo(
       ({ context }) => context.sink,
       ({ context }) => event({ event: 'sources', data: { items: context.tool?.ok ? context.tool.sources : [] } }, context),
+    ),
+    /** The documents the ReAct loop's searches found, once, before `done`. */
+    emitReactSources: sendTo(
+      ({ context }) => context.sink,
+      ({ context, event: e }) => {
+        const output = (e as unknown as { output: ReactOutput }).output;
+        return event({ event: 'sources', data: { items: output.ok ? output.sources : [] } }, context);
+      },
     ),
     emitConfirm: sendTo(({ context }) => context.sink, ({ context }) => event({ event: 'confirm', data: { draft: context.draft ?? {} } }, context)),
     emitDone: sendTo(({ context }) => context.sink, ({ context }) => terminal({ event: 'done', data: {} }, context, 'done')),
@@ -376,6 +403,19 @@ export const jobMachine = setup({
       },
     }),
     markClassifierDown: assign({ classifierDown: true }),
+    /** The ReAct loop failed: a backend's reason as `infer.error` maps it, a tool's with its own sentence. */
+    assignReactError: assign({
+      error: ({ context, event: e }) => {
+        const output = (e as unknown as { output: ReactOutput }).output;
+        if (output.ok) return null;
+        return { reason: output.reason, message: output.message ?? context.toolkit.message(inferErrorMessage(output.reason, output.code)) };
+      },
+    }),
+    /**
+     * One round of the ReAct loop, for the log: tool names and timings with the job id, never text. The
+     * runtime provides the logger; the default does nothing.
+     */
+    logRound: (_: { context: JobContext; event: unknown }) => undefined,
     /**
      * An actor of the job failed (the store, a tool, the status text): the job ends `failed`, and the cause
      * is logged once, with the job id. The runtime provides the logger; the default does nothing.
@@ -623,11 +663,33 @@ export const jobMachine = setup({
                 actions: { type: 'emitProcessing', params: { key: 'switchingModel' } },
               },
               { guard: 'isReportedDown', target: '#job.failed', actions: 'assignReportedDown' },
+              { guard: and(['isReportedBusy', 'usesTools']), target: 'react', actions: { type: 'emitProcessing', params: { key: 'reasonerBusy' } } },
               { guard: 'isReportedBusy', target: 'streaming', actions: { type: 'emitProcessing', params: { key: 'reasonerBusy' } } },
+              { guard: 'usesTools', target: 'react' },
               { target: 'streaming' },
             ],
             // Health that cannot be read is no reason not to try.
-            onError: 'streaming',
+            onError: [{ guard: 'usesTools', target: 'react' }, { target: 'streaming' }],
+          },
+        },
+        // The ReAct loop (`react-machine.ts`): searches, then the answer streams; a failure ends the job.
+        react: {
+          entry: [{ type: 'emitProcessing', params: { key: 'generating' } }, { type: 'useModel', params: { role: 'reasoner' } }],
+          invoke: {
+            id: 'react',
+            src: 'react',
+            input: ({ context }) => reactInput(context),
+            onDone: [
+              { guard: 'reactFailed', target: '#job.failed', actions: 'assignReactError' },
+              { target: '#job.complete', actions: 'emitReactSources' },
+            ],
+            onError: { target: '#job.failed', actions: ['assignActorError', 'logFailure'] },
+          },
+          initial: 'waiting',
+          states: { waiting: STREAM_HEARTBEAT },
+          on: {
+            'infer.chunk': { target: '.waiting', actions: ['appendChunk', 'emitChunk'] },
+            'react.round': { actions: 'logRound' },
           },
         },
         streaming: {

@@ -4,6 +4,7 @@ import type { Store } from '../actors/store/store.js';
 import { historyBefore } from '../jobs/history-before.js';
 import type { BackendReply, InferCancelEvent, InferRequestEvent } from '../machines/backend-protocol.js';
 import type { BackendHealth, ConversationContext, DraftInput, InferInput, ToolInput, ToolOutcome } from '../machines/job-machine.js';
+import { reactMachine } from '../machines/react-machine.js';
 import type { BackendRegistry } from './backend-registry.js';
 
 /** Runs one tool call; never throws (failures are outcomes with a sanitized reason). */
@@ -90,5 +91,8 @@ export function createJobActors(deps: JobActorsDeps) {
     return { state: status.state, load: status.load, ...(status.reason === undefined ? {} : { reason: status.reason }) };
   });
 
-  return { loadConversation, infer, runTool, saveDraft, clearDraft, describeStatus, readHealth };
+  /** The ReAct loop, with the same requester and tool runner as the job. */
+  const react = reactMachine.provide({ actors: { infer, runTool } });
+
+  return { loadConversation, infer, runTool, saveDraft, clearDraft, describeStatus, readHealth, react };
 }

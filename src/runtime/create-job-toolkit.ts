@@ -53,6 +53,7 @@ export function createJobToolkit(options: {
       locale,
       historyBounds: { turns: config.limits.turns, totalChars: config.limits.totalChars },
       reasonerTurns: options.reasonerTurns,
+      reasonerTools: Object.hasOwn(config.backends, config.roles.reasoner) && config.backends[config.roles.reasoner]?.tools === true,
       forMessage: (text) => toolkitFor(messageLocale(text, config.persona.locale)),
     };
     byLocale.set(locale, toolkit);

@@ -9,6 +9,7 @@ import { toErrorInfo } from '../errors.js';
 import { DEFAULT_DRAFT_TTL_MS, type Config } from '../config/config-schema.js';
 import type { JobEvent } from '../jobs/job-event.js';
 import { jobMachine, type JobSinkEvent } from '../machines/job-machine.js';
+import type { ReactRoundEvent } from '../machines/react-machine.js';
 import { createActorPool } from '../machines/actor-pool.js';
 import { conversationMachine } from '../machines/conversation-machine.js';
 import { jobCounts, supervisorMachine } from '../machines/supervisor-machine.js';
@@ -174,6 +175,12 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
                 logFailure: ({ context, event }) => {
                   const error = (event as { error?: unknown }).error;
                   log.error({ jobId: context.jobId, reason: toErrorInfo(error).reason, err: error }, 'a job step failed');
+                },
+                logRound: ({ context, event }) => {
+                  if ((event as { type?: string }).type !== 'react.round') return;
+                  const { round, final, tools, modelMs, totalMs, ignoredCalls } = event as ReactRoundEvent;
+                  // Tool names and timings only: never the model's or the user's text.
+                  log.info({ jobId: context.jobId, round, final, tools, modelMs, totalMs, ignoredCalls }, 'react round');
                 },
               },
               ...(deps.delays ? { delays: deps.delays } : {}),
