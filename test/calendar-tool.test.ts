@@ -80,6 +80,30 @@ describe('reading the calendar', () => {
     await tools.close();
   });
 
+  it('EXDATE drops an occurrence and a RECURRENCE-ID override moves one', async () => {
+    const lines = (...body: string[]) => body.join('\r\n');
+    await radicale.put(
+      'home',
+      'standup.ics',
+      lines(
+        'BEGIN:VCALENDAR', 'VERSION:2.0', 'PRODID:-//t//EN',
+        'BEGIN:VEVENT', 'UID:standup', 'DTSTAMP:20261001T000000Z', 'DTSTART:20261005T090000Z', 'DTEND:20261005T093000Z',
+        'RRULE:FREQ=WEEKLY', 'EXDATE:20261123T090000Z', 'SUMMARY:Standup', 'END:VEVENT',
+        'BEGIN:VEVENT', 'UID:standup', 'DTSTAMP:20261001T000000Z', 'RECURRENCE-ID:20261130T090000Z',
+        'DTSTART:20261201T090000Z', 'DTEND:20261201T093000Z', 'SUMMARY:Standup (moved)', 'END:VEVENT',
+        'END:VCALENDAR', '',
+      ),
+    );
+    const tools = registryFor(calendarConfig({ calendar: 'Home' }));
+    const result = ok(await tools.run('calendar', 'search', { date_from: '2026-11-16', date_to: '2026-12-07' }));
+    expect((result.data as Array<{ title: string; date: string; time: string }>).map(({ title, date, time }) => `${date} ${time} ${title}`)).toEqual([
+      '2026-11-16 18:00 Standup',
+      '2026-12-01 18:00 Standup (moved)',
+      '2026-12-07 18:00 Standup',
+    ]);
+    await tools.close();
+  });
+
   it('a day without events says so, and the job has nothing to phrase (empty data)', async () => {
     const tools = registryFor();
     const result = ok(await tools.run('calendar', 'search', { date_from: '2026-11-30', date_to: '2026-11-30' }));
