@@ -138,7 +138,14 @@ function expectFailure(result: ToolResult, reason: string): string {
 const subjects = (result: ToolResult): string[] => (expectSuccess(result).data as EmailHit[]).map((hit) => hit.subject);
 
 /** A TCP relay in front of Dovecot that counts the connections it carries and can cut them. */
-async function startRelay(targetPort: number): Promise<{ port: number; connections: () => number; cutAll: () => Promise<void>; close: () => Promise<void> }> {
+async function startRelay(targetPort: number): Promise<{
+  port: number;
+  connections: () => number;
+  /** Resolves when no connection through the relay is open (the client hung up). */
+  idle: () => Promise<void>;
+  cutAll: () => Promise<void>;
+  close: () => Promise<void>;
+}> {
   const open = new Set<Socket>();
   let count = 0;
   const server: Server = createServer((client) => {
@@ -164,6 +171,9 @@ async function startRelay(targetPort: number): Promise<{ port: number; connectio
   return {
     port: (server.address() as { port: number }).port,
     connections: () => count,
+    idle: async () => {
+      await Promise.all([...open].map((socket) => (socket.destroyed ? undefined : once(socket, 'close'))));
+    },
     cutAll,
     close: async () => {
       await cutAll();
@@ -320,6 +330,10 @@ describe.skipIf(availability === 'skip')('the email tool on Dovecot', () => {
         await relay.cutAll();
         // The next call finds the connection gone and opens another, the caller none the wiser.
         expect(subjects(await tools.run('email', 'search', { days: 1 }))).toEqual(['Server report', 'Quarterly budget']);
+        expect(relay.connections()).toBe(2);
+        // Closing the registry (runtime.stop does) logs out: the connection ends from our side.
+        await tools.close();
+        await relay.idle();
         expect(relay.connections()).toBe(2);
       } finally {
         await tools.close();
