@@ -237,6 +237,15 @@ describe('failures', () => {
     }
   });
 
+  it('one client: discovered once, then reused by every call', async () => {
+    const wellKnown = (): number => (radicale.log().match(/PROPFIND request for '\/\.well-known\/caldav'/g) ?? []).length;
+    const tools = registryFor();
+    const before = wellKnown();
+    for (let i = 0; i < 3; i += 1) ok(await tools.run('calendar', 'today', {}));
+    expect(wellKnown() - before).toBe(1);
+    await tools.close();
+  });
+
   it('after close, calls fail instead of opening new connections', async () => {
     const tools = registryFor();
     ok(await tools.run('calendar', 'today', {}));

@@ -26,6 +26,8 @@ export interface Radicale {
   start(): Promise<void>;
   /** Stops the server and waits for it to exit. */
   stop(): Promise<void>;
+  /** What Radicale logged since it last started (a line per request at its info level). */
+  log(): string;
   /** Stops it and removes its folder. */
   close(): Promise<void>;
 }
@@ -114,6 +116,7 @@ export async function startRadicale(): Promise<Radicale> {
     password: PASSWORD,
     start,
     stop,
+    log: () => output,
     async createCalendar(slug, displayName) {
       const body = `<?xml version="1.0" encoding="utf-8"?>
 <C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
