@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createActor, fromCallback, fromPromise, toPromise } from 'xstate';
+import type { ToolInput, ToolOutcome } from '../src/machines/job-machine.js';
+import { reactMachine } from '../src/machines/react-machine.js';
 import { startFakeBackend, type FakeBackend, type FakeReply, type FakeRequestBody } from './fakes/fake-openai-backend.js';
 import { seedDocuments, startTestGateway, TestClient, type TestGateway } from './helpers/gateway.js';
 import { classifiedText } from './helpers/scripted-models.js';
@@ -189,5 +192,26 @@ describe('ReAct loop (reasoner with tools: true)', () => {
     const events = await client.finished(jobId);
     expect(events.at(-1)).toMatchObject({ event: 'error', data: { reason: 'backend_disconnected' } });
     expect(client.answer(jobId)).toBe('The budget');
+  });
+});
+
+describe('ReAct machine on its own', () => {
+  it('a search that times out ends the loop with the tool\'s reason and sentence', async () => {
+    const machine = reactMachine.provide({
+      actors: {
+        infer: fromCallback(({ sendBack }) => {
+          sendBack({
+            type: 'infer.done',
+            requestId: 'r',
+            result: { content: '', toolCalls: [{ id: 'c1', type: 'function', function: { name: 'search', arguments: '{"query":"budget"}' } }], finishReason: 'tool_calls' },
+            timing: { queuedMs: 0, firstByteMs: 1, totalMs: 1 },
+          });
+        }),
+        runTool: fromPromise<ToolOutcome, ToolInput>(async () => ({ ok: false, reason: 'tool_timeout', message: 'The search took too long.' })),
+      },
+      actions: { forwardToParent: () => {}, forwardAnswer: () => {}, reportRound: () => {} },
+    });
+    const actor = createActor(machine, { input: { jobId: 'j', backend: 'large', messages: [{ role: 'user', content: 'x' }], text: 'x' } }).start();
+    await expect(toPromise(actor)).resolves.toEqual({ ok: false, reason: 'tool_timeout', code: 'tool_timeout', message: 'The search took too long.' });
   });
 });
