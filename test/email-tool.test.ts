@@ -360,6 +360,27 @@ describe.skipIf(availability === 'skip')('the email tool on Dovecot', () => {
       }
     });
 
+    it('ends a call on a server that stopped answering mid-session with tool_timeout, and connects again once it answers', async () => {
+      const relay = await startRelay(dovecot.port);
+      const tools = registry({ config: emailConfig({ url: `imap://127.0.0.1:${relay.port}` }), timeoutMs: 300 });
+      try {
+        expectSuccess(await tools.run('email', 'search', {}));
+        dovecot.pause();
+        try {
+          expect(expectFailure(await tools.run('email', 'search', { query: 'budget' }), 'tool_timeout')).toBe(en.tools.timeout);
+          // The timed-out call dropped the connection it was waiting on.
+          await relay.idle();
+        } finally {
+          dovecot.resume();
+        }
+        expect(subjects(await tools.run('email', 'search', { query: 'budget' }))).toEqual(['Quarterly budget']);
+        expect(relay.connections()).toBe(2);
+      } finally {
+        await tools.close();
+        await relay.close();
+      }
+    });
+
     it('answers tool_failed with a sentence when the server is down or refuses the login, without the password', async () => {
       const down = registry({ config: emailConfig({ url: `imap://127.0.0.1:${await closedPort()}` }) });
       const wrong = registry({ config: emailConfig({ password: 'not-the-password-Vb8' }) });

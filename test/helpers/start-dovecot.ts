@@ -43,6 +43,10 @@ export interface Dovecot {
   seed(messages: readonly SeedMessage[]): Promise<number[]>;
   /** Stops the server (SIGTERM, waits for the master to exit): connections are closed, then refused. */
   stop(): Promise<void>;
+  /** Freezes every Dovecot process (SIGSTOP to its group): connections stay open, nothing answers. */
+  pause(): void;
+  /** Lets them run again (SIGCONT). */
+  resume(): void;
   /** Starts it again on the same port with the same mail (nothing when it runs). */
   start(): Promise<void>;
   /** The server's log, for messages when something goes wrong. */
@@ -149,6 +153,12 @@ service pop3-login {
     }
   };
 
+  const signalGroup = (signal: NodeJS.Signals): void => {
+    const group = child?.pid;
+    if (group === undefined) throw new Error('dovecot is not running');
+    process.kill(-group, signal);
+  };
+
   const readLog = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
   const url = `imap://127.0.0.1:${port}`;
 
@@ -184,7 +194,22 @@ service pop3-login {
   };
 
   await start();
-  return { port, url, user, password, seed, stop, start, log: readLog, destroy };
+  return {
+    port,
+    url,
+    user,
+    password,
+    seed,
+    stop,
+    start,
+    pause: () => signalGroup('SIGSTOP'),
+    resume: () => signalGroup('SIGCONT'),
+    log: readLog,
+    destroy: async () => {
+      if (child !== null && child.exitCode === null) signalGroup('SIGCONT');
+      await destroy();
+    },
+  };
 }
 
 function passwdField(name: string, field: 2 | 3): number {
