@@ -246,6 +246,17 @@ describe('failures', () => {
     await tools.close();
   });
 
+  it('a call cancelled while discovery runs does not fail another call waiting for the same discovery', async () => {
+    const tools = registryFor();
+    const cancel = new AbortController();
+    const cancelled = tools.run('calendar', 'today', {}, cancel.signal);
+    const other = tools.run('calendar', 'today', {});
+    cancel.abort();
+    expect(await cancelled).toMatchObject({ ok: false, reason: 'cancelled' });
+    expect(ok(await other).data).toEqual(TODAY);
+    await tools.close();
+  });
+
   it('after close, calls fail instead of opening new connections', async () => {
     const tools = registryFor();
     ok(await tools.run('calendar', 'today', {}));

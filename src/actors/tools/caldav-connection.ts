@@ -44,16 +44,26 @@ export interface CalendarConnectionOptions {
   connectTimeoutMs?: number;
 }
 
+/** A discovery (principal, home, calendars) that takes longer is given up. */
+const DISCOVERY_TIMEOUT_MS = 10_000;
+
 interface Discovered {
   account: DAVAccount;
   calendar: DAVCalendar;
+}
+
+interface PendingDiscovery {
+  promise: Promise<Discovered>;
+  controller: AbortController;
+  /** Calls waiting for it now. */
+  waiters: number;
 }
 
 /** Builds the connection; nothing is sent until the first call. */
 export function createCalDavConnection(settings: CalendarSettings, options: CalendarConnectionOptions): CalendarConnection {
   const agent = new Agent({ connect: { timeout: options.connectTimeoutMs ?? 5_000 }, keepAliveTimeout: 30_000 });
   let closed = false;
-  let discovery: Promise<Discovered> | null = null;
+  let discovery: PendingDiscovery | null = null;
 
   const password = (): string => {
     if (settings.password !== undefined) return settings.password;
@@ -121,15 +131,39 @@ export function createCalDavConnection(settings: CalendarSettings, options: Cale
     return { account, calendar: found };
   };
 
+  /**
+   * The discovery, shared by concurrent calls. It has its own signal: it is aborted when every call
+   * waiting for it has been (or after its own time limit), not when the first of them is. A failed one
+   * is forgotten, so the next call starts over.
+   */
+  const discovered = (): PendingDiscovery => {
+    if (discovery !== null) return discovery;
+    const controller = new AbortController();
+    const promise = discover(AbortSignal.any([controller.signal, AbortSignal.timeout(DISCOVERY_TIMEOUT_MS)]));
+    const pending: PendingDiscovery = { promise, controller, waiters: 0 };
+    discovery = pending;
+    promise.catch(() => {
+      if (discovery === pending) discovery = null;
+    });
+    return pending;
+  };
+
   /** Runs `work` with the discovered calendar; any failure forgets the discovery, so the next call starts over. */
   const withCalendar = async <T>(signal: AbortSignal, work: (calendar: DAVCalendar) => Promise<T>): Promise<T> => {
-    const current = discovery ?? discover(signal);
-    discovery = current;
+    const current = discovered();
     try {
-      return await work((await current).calendar);
+      current.waiters += 1;
+      let found: Discovered;
+      try {
+        found = await untilAborted(current.promise, signal);
+      } finally {
+        current.waiters -= 1;
+        if (signal.aborted && current.waiters === 0) current.controller.abort(signal.reason);
+      }
+      return await work(found.calendar);
     } catch (error) {
-      if (discovery === current) discovery = null;
       if (signal.aborted) throw signal.reason ?? error;
+      if (discovery === current) discovery = null;
       if (error instanceof CalendarServerError) throw error;
       // tsdav's own errors ("cannot find principalUrl", a parse failure) are about the server's answers.
       throw new CalendarServerError(`an unexpected answer (${error instanceof Error ? error.message.slice(0, 120) : 'unknown'})`);
@@ -168,6 +202,25 @@ export function createCalDavConnection(settings: CalendarSettings, options: Cale
       await agent.close();
     },
   };
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts (the work behind the promise goes on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function nameOf(calendar: DAVCalendar): string {
