@@ -127,6 +127,19 @@ describe('reading the calendar', () => {
     await tools.close();
   });
 
+  it("a calendar's own URL picks that calendar when `calendar` is not set", async () => {
+    const notices: string[] = [];
+    const config = parseConfig({
+      backends: { local: { baseUrl: 'http://127.0.0.1:1/v1', model: 'm' } },
+      tools: { calendar: { url: `${radicale.url}${radicale.user}/${CALENDAR_SLUG}/`, user: radicale.user, password: radicale.password } },
+      persona: { locale: 'en', timeZone: TIME_ZONE },
+    });
+    const tools = registryFor(config, { onNotice: (message) => notices.push(message) });
+    expect(ok(await tools.run('calendar', 'today', {})).data).toEqual(TODAY);
+    expect(notices).toEqual([]);
+    await tools.close();
+  });
+
   it('a calendar name that does not exist is a readable tool_failed naming the ones there are', async () => {
     const tools = registryFor(calendarConfig({ calendar: 'Holidays' }));
     const result = await tools.run('calendar', 'today', {});

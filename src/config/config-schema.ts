@@ -83,7 +83,7 @@ export const calendarSchema = z
       .string()
       .min(1)
       .optional()
-      .describe('The calendar to use: its display name or the last segment of its path. Absent: the first calendar found (the start log names it).'),
+      .describe('The calendar to use: its display name or the last segment of its path. Absent: the calendar `url` points at, else the first one found (the log names it).'),
     draftTtlMs: positiveInt
       .default(DEFAULT_DRAFT_TTL_MS)
       .describe('How long a new event\'s draft waits for the user\'s yes or no; after that it is dropped unwritten.'),

@@ -117,6 +117,9 @@ export function createCalDavConnection(settings: CalendarSettings, options: Cale
     const calendars = await fetchCalendars({ account, headers: headers(), fetchOptions: { signal }, fetch });
     const usable = calendars.filter((calendar) => calendar.components === undefined || calendar.components.includes('VEVENT'));
     if (usable.length === 0) throw new CalendarServerError(`the user ${settings.user} has no calendar`);
+    // The URL may be a calendar's own (DESIGN §3: "collection or principal URL"): then that is the one.
+    const atUrl = usable.find((calendar) => sameUrl(calendar.url, settings.url));
+    if (settings.calendar === undefined && atUrl !== undefined) return { account, calendar: atUrl };
     if (settings.calendar === undefined) {
       const first = usable[0]!;
       options.onNotice?.(`tools.calendar.calendar is not set: using the first calendar, "${nameOf(first)}"`);
@@ -221,6 +224,19 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
+}
+
+/** Two URLs naming the same collection (a trailing slash and percent-encoding aside). */
+function sameUrl(a: string, b: string): boolean {
+  try {
+    const normal = (value: string): string => {
+      const url = new URL(value);
+      return `${url.host}${decodeURIComponent(url.pathname).replace(/\/+$/, '')}`;
+    };
+    return normal(a) === normal(b);
+  } catch {
+    return false;
+  }
 }
 
 function nameOf(calendar: DAVCalendar): string {
