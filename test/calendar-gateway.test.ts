@@ -4,8 +4,8 @@
  * (Wednesday 2026-11-25, 12:00 in Seoul): the draft is stored and `confirm`ed, "확인" writes the event
  * at 15:00 Seoul (06:00 UTC), "취소" writes nothing, a restart between draft and answer still writes
  * it, an expired draft does not. "오늘 일정" and "이번 주 일정" (pre-routed) list the seeded events,
- * the weekly one included. Radicale stopped mid-run ends the job with a readable `tool_failed`, and the
- * next job, with Radicale back, works. No log line carries the password.
+ * the weekly one included. Radicale stopped mid-run ends the job with a readable `tool_failed`, frozen
+ * (SIGSTOP) with `tool_timeout`, and the next job, with Radicale back, works. No log line carries the password.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -228,6 +228,23 @@ describe('reading the calendar through the gateway', () => {
     // Sorted by local time (09:00 in Seoul is the first, 00:00 UTC).
     expect(payload.startsWith('[{"title":"Christmas shift 1","recurring":false,"date":"2026-12-24","time":"09:00"')).toBe(true);
   });
+
+  it('Radicale frozen mid-run (SIGSTOP): the job ends with tool_timeout at the 10 s tool limit; thawed, the next job works', async () => {
+    const { client } = await start();
+    expect((await ask(client, '오늘 일정')).terminal.event).toBe('done');
+    radicale.freeze();
+    try {
+      const hung = await ask(client, '오늘 일정');
+      expect(hung.terminal.event).toBe('error');
+      expect(hung.terminal.data).toMatchObject({ reason: 'tool_timeout' });
+      expect(logLines.filter((line) => line.includes(hung.jobId) && line.includes('a tool timed out'))).toHaveLength(1);
+    } finally {
+      radicale.thaw();
+    }
+    const back = await ask(client, '오늘 일정');
+    expect(back.terminal.event).toBe('done');
+    expect(payloadOf(back.answer)).toEqual(TODAY);
+  }, 30_000);
 
   it('Radicale stopped mid-run: the job ends with a readable tool_failed; with it back the next job works', async () => {
     const { client } = await start();

@@ -26,6 +26,10 @@ export interface Radicale {
   start(): Promise<void>;
   /** Stops the server and waits for it to exit. */
   stop(): Promise<void>;
+  /** Stops the process where it stands (SIGSTOP): connections open, nothing answered. */
+  freeze(): void;
+  /** Lets a frozen process run again (SIGCONT). */
+  thaw(): void;
   /** What Radicale logged since it last started (a line per request at its info level). */
   log(): string;
   /** Stops it and removes its folder. */
@@ -117,6 +121,12 @@ export async function startRadicale(): Promise<Radicale> {
     start,
     stop,
     log: () => output,
+    freeze: () => {
+      (child as ChildProcess | null)?.kill('SIGSTOP');
+    },
+    thaw: () => {
+      (child as ChildProcess | null)?.kill('SIGCONT');
+    },
     async createCalendar(slug, displayName) {
       const body = `<?xml version="1.0" encoding="utf-8"?>
 <C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
