@@ -183,6 +183,23 @@ describe('a new event: draft, then the user answers', () => {
     }
   });
 
+  it('a yes while Radicale is down ends with tool_failed and keeps the draft: the next yes writes it once', async () => {
+    const before = written().length;
+    const { client } = await start();
+    const draft = await draftIn(client);
+    await radicale.stop();
+    try {
+      const down = await ask(client, '확인', draft.conversationId);
+      expect(down.terminal.event).toBe('error');
+      expect(down.terminal.data).toMatchObject({ reason: 'tool_failed' });
+    } finally {
+      await radicale.start();
+    }
+    expect((await ask(client, '확인', draft.conversationId)).terminal.event).toBe('done');
+    await ask(client, '확인', draft.conversationId);
+    expect(written()).toHaveLength(before + 1);
+  });
+
   it('an expired draft is not written', async () => {
     const before = written().length;
     const { client } = await start({ draftTtlMs: 60_000 });
