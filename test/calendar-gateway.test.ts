@@ -246,6 +246,25 @@ describe('reading the calendar through the gateway', () => {
     expect(payload.startsWith('[{"title":"Christmas shift 1","recurring":false,"date":"2026-12-24","time":"09:00"')).toBe(true);
   });
 
+  it('passwordEnv naming an unset variable: the start says so, and a calendar call fails with a sentence naming it', async () => {
+    const log = pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => (logLines.push(String(chunk)), done()) }));
+    const from = logLines.length;
+    const gateway = await startTestGateway({
+      classifier: small,
+      reasoner: large,
+      config: {
+        persona: { name: '이드', locale: 'ko', timeZone: TIME_ZONE },
+        tools: { calendar: { url: radicale.url, user: radicale.user, passwordEnv: 'SB_TEST_UNSET_CALDAV_PASSWORD' } },
+      },
+      deps: { now: () => clock, log },
+    });
+    const client = await TestClient.connect(gateway.wsUrl);
+    open.push({ gateway, client });
+    expect(logLines.slice(from).filter((line) => line.includes('SB_TEST_UNSET_CALDAV_PASSWORD is not set'))).toHaveLength(1);
+    const failed = await ask(client, '오늘 일정');
+    expect(failed.terminal.data).toMatchObject({ reason: 'tool_failed', message: expect.stringContaining('SB_TEST_UNSET_CALDAV_PASSWORD') });
+  });
+
   it('Radicale frozen mid-run (SIGSTOP): the job ends with tool_timeout at the 10 s tool limit; thawed, the next job works', async () => {
     const { client } = await start();
     expect((await ask(client, '오늘 일정')).terminal.event).toBe('done');

@@ -26,6 +26,14 @@ export function createToolRunner(options: { store: Store; config: Config; messag
         ? options.log.error({ ...call, reason: error.reason, cause: error.detail }, 'a tool failed')
         : options.log.error({ ...call, reason: 'tool_failed', errorType: error instanceof Error ? error.name : typeof error }, 'a tool failed'),
   });
+  const calendar = options.config.tools.calendar;
+  if (calendar?.passwordEnv !== undefined && !process.env[calendar.passwordEnv]) {
+    // Said at start, not only at the first calendar call: the operator is there now.
+    options.log.warn(
+      { variable: calendar.passwordEnv },
+      `tools.calendar.passwordEnv: the environment variable ${calendar.passwordEnv} is not set; calendar calls fail until the gateway is started with it`,
+    );
+  }
   return {
     async run({ tool, operation, params, jobId }, signal) {
       const result = await registry.run(tool, operation, params, signal, jobId);
