@@ -117,7 +117,7 @@ function written(): ICAL.Component[] {
 async function draftIn(client: TestClient) {
   const run = await ask(client, '내일 3시 회의 잡아줘');
   const confirm = run.events.find((event: EventFrame) => event.event === 'confirm');
-  expect(confirm?.data).toEqual({ draft: DRAFT });
+  expect(confirm?.data).toEqual({ draft: { ...DRAFT, uid: expect.stringMatching(/@switchboard$/) } });
   expect(run.terminal.event).toBe('done');
   return run;
 }
@@ -134,6 +134,7 @@ describe('a new event: draft, then the user answers', () => {
     const added = written().slice(before);
     expect(added).toHaveLength(1);
     expect(added[0]!.getFirstPropertyValue('summary')).toBe('회의');
+    expect(added[0]!.getFirstPropertyValue('uid')).toBe((draft.events.find((event) => event.event === 'confirm')!.data['draft'] as { uid: string }).uid);
     expect((added[0]!.getFirstPropertyValue('dtstart') as ICAL.Time).toString()).toBe('2026-11-26T06:00:00Z');
     expect((added[0]!.getFirstPropertyValue('dtend') as ICAL.Time).toString()).toBe('2026-11-26T07:00:00Z');
     // The draft is gone: another "확인" is just a message, and writes nothing.

@@ -154,9 +154,22 @@ describe('drafts and writing', () => {
     const before = radicale.storedEvents(CALENDAR_SLUG).length;
     const tools = registryFor();
     const result = ok(await tools.run('calendar', 'create_draft', { title: 'Review', date: '2026-11-26', time: '9:00', end_time: null }));
-    expect(result.data).toEqual({ title: 'Review', date: '2026-11-26', time: '09:00' });
+    expect(result.data).toEqual({ title: 'Review', date: '2026-11-26', time: '09:00', uid: expect.stringMatching(/^[0-9a-f-]{36}@switchboard$/) });
     expect(result.summary).toBe('New event: Review, 2026-11-26 09:00');
     expect(radicale.storedEvents(CALENDAR_SLUG)).toHaveLength(before);
+    await tools.close();
+  });
+
+  it('the same draft confirmed twice (a yes repeated after a lost answer) is written once, under the UID the draft chose', async () => {
+    const before = radicale.storedEvents(CALENDAR_SLUG).length;
+    const tools = registryFor();
+    const draft = ok(await tools.run('calendar', 'create_draft', { title: 'Retro', date: '2026-11-27', time: '11:00', end_time: '11:30', uid: 'dentist' }));
+    const { uid } = draft.data as { uid: string };
+    expect(uid).not.toBe('dentist');
+    for (let i = 0; i < 2; i += 1) expect(ok(await tools.run('calendar', 'create_confirmed', draft.data)).data).toMatchObject({ created: true, uid });
+    const stored = radicale.storedEvents(CALENDAR_SLUG);
+    expect(stored).toHaveLength(before + 1);
+    expect(stored.filter((text) => text.includes(`UID:${uid}`))).toHaveLength(1);
     await tools.close();
   });
 

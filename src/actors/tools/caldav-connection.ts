@@ -28,7 +28,7 @@ export class CalendarServerError extends Error {
 export interface CalendarConnection {
   /** The iCalendar text of every object with an event in [start, end). */
   objectsBetween(start: Date, end: Date, signal: AbortSignal): Promise<string[]>;
-  /** Writes a new object `filename` (`UID.ics`) into the calendar. */
+  /** Writes a new object `filename` (`UID.ics`) into the calendar; one already there is left as it is. */
   create(filename: string, icalendar: string, signal: AbortSignal): Promise<void>;
   /** Closes the connections; later calls fail. */
   close(): Promise<void>;
@@ -196,7 +196,8 @@ export function createCalDavConnection(settings: CalendarSettings, options: Cale
           fetchOptions: { signal },
           fetch,
         });
-        if (!response.ok) throw new CalendarServerError(`HTTP ${response.status} when writing the event`);
+        // 412 to If-None-Match: an object of this UID is there already — an earlier yes wrote it.
+        if (!response.ok && response.status !== 412) throw new CalendarServerError(`HTTP ${response.status} when writing the event`);
       }),
 
     async close() {

@@ -34,6 +34,8 @@ export const calendarDraftParams = z
     time: required(clockTime),
     end_time: optional(clockTime),
     description: optional(text('a description', 2_000)),
+    /** Set by create_draft (a model's is ignored there): the event's UID, so a repeated yes writes it once. */
+    uid: optional(text('an event id', 100).regex(/^[A-Za-z0-9.@_-]+$/, 'expected an event id')),
   })
   .refine(({ time, end_time }) => end_time === undefined || end_time > time, {
     message: 'end_time is not after time',
@@ -86,7 +88,8 @@ export function createCalendarTools(options: CalendarToolOptions): ToolDefinitio
       create_draft: defineOperation(calendarDraftParams, async (draft) => ({
         ok: true,
         // Exactly the params create_confirmed takes back: the job stores this and the user's yes writes it.
-        data: { ...draft },
+        // The UID is chosen now, so a yes repeated after a write whose answer was lost writes nothing new.
+        data: { ...draft, uid: `${randomUUID()}@switchboard` },
         summary: fillTemplate(messages.tools.calendarDraft, { title: draft.title, when: describeWhen(draft) }),
       })),
       create_confirmed: defineOperation(calendarDraftParams, async (draft, { now, signal }) => {
@@ -95,7 +98,7 @@ export function createCalendarTools(options: CalendarToolOptions): ToolDefinitio
           draft.end_time === undefined
             ? new Date(start.getTime() + DEFAULT_EVENT_MINUTES * 60_000)
             : instantOf(draft.date, draft.end_time, timeZone);
-        const uid = `${randomUUID()}@switchboard`;
+        const uid = draft.uid ?? `${randomUUID()}@switchboard`;
         const object = newEventObject({
           uid,
           title: draft.title,
@@ -109,7 +112,7 @@ export function createCalendarTools(options: CalendarToolOptions): ToolDefinitio
         const shown = { ...draft, end_time: endLocal.time };
         return {
           ok: true,
-          data: { created: true, uid, ...shown, time_zone: timeZone },
+          data: { created: true, ...shown, uid, time_zone: timeZone },
           summary: fillTemplate(messages.tools.calendarCreated, { title: draft.title, when: describeWhen(shown) }),
         };
       }),
