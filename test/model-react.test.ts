@@ -6,7 +6,7 @@ import { fromCallback, fromPromise, type AnyActorRef, type InspectionEvent, type
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reactMachine } from '../src/machines/react-machine.js';
 import { startFakeBackend, type FakeBackend, type FakeReply, type FakeRequestBody } from './fakes/fake-openai-backend.js';
-import { seedDocuments, startTestGateway, TestClient, type TestGateway } from './helpers/gateway.js';
+import { seedDocuments, startTestGateway, testBackend, TestClient, type TestGateway } from './helpers/gateway.js';
 import { classifiedText } from './helpers/scripted-models.js';
 
 /**
@@ -83,16 +83,7 @@ function repliesOf(events: WalkEvent[]): FakeReply[] {
 /** Which round a request is: the assistant messages with tool calls it carries. */
 const roundOf = (body: FakeRequestBody) => body.messages.filter((m) => m.role === 'assistant' && Array.isArray(m.tool_calls)).length;
 
-const backend = (fake: FakeBackend, tools: boolean) => ({
-  baseUrl: fake.baseUrl,
-  model: 'fake-model',
-  timeoutMs: 5_000,
-  streamDeadlineMs: 10_000,
-  idleTimeoutMs: 2_000,
-  connectTimeoutMs: 1_000,
-  healthIntervalMs: 60_000,
-  tools,
-});
+const backend = (fake: FakeBackend, tools: boolean) => ({ ...testBackend(fake), tools });
 
 let small: FakeBackend;
 let large: FakeBackend;

@@ -28,9 +28,9 @@ export interface TestGatewayOptions {
   deps?: Partial<RuntimeDeps>;
 }
 
-/** The config a test gateway runs with: two backends on the fakes, short timeouts, embedded database. */
-export function testConfig(options: TestGatewayOptions, dataDir: string) {
-  const backend = (fake: FakeBackend) => ({
+/** A backend section on `fake` with the tests' short timeouts (health probed once a minute). */
+export function testBackend(fake: FakeBackend) {
+  return {
     baseUrl: fake.baseUrl,
     model: 'fake-model',
     timeoutMs: 5_000,
@@ -38,7 +38,12 @@ export function testConfig(options: TestGatewayOptions, dataDir: string) {
     idleTimeoutMs: 2_000,
     connectTimeoutMs: 1_000,
     healthIntervalMs: 60_000,
-  });
+  };
+}
+
+/** The config a test gateway runs with: two backends on the fakes, short timeouts, embedded database. */
+export function testConfig(options: TestGatewayOptions, dataDir: string) {
+  const backend = testBackend;
   return parseConfig({
     server: { host: '127.0.0.1', port: 0 },
     database: { url: null, dataDir },
