@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Runtime } from '../runtime/create-runtime.js';
 import { createHostCheck } from './host-check.js';
+import { createOpenAiApi } from './openai-api.js';
 import { RefusalLog } from './refusal-log.js';
 
 export interface HttpServerOptions {
@@ -35,6 +36,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   const { config } = runtime;
   const hostAllowed = createHostCheck({ tokens: config.auth.tokens, hosts: [options.host, config.server.host] });
   const refusals = new RefusalLog({ log, message: 'http request refused' });
+  const openAiApi = createOpenAiApi({ config });
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     if (!hostAllowed(req.headers.host)) {
       refusals.note(req.socket.remoteAddress, { status: 403, reason: 'foreign_host' });
@@ -47,6 +49,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       return;
     }
     if (req.method === 'GET' && path === '/status') return sendJson(res, 200, runtime.status());
+    if (openAiApi.handle(req, res, path ?? '/')) return;
     sendJson(res, 404, { error: { type: 'not_found', message: `no route for ${req.method} ${path}` } });
   };
   const server = createServer((req, res) => {
