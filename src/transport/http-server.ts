@@ -5,12 +5,15 @@ import type { Runtime } from '../runtime/create-runtime.js';
 import { createHostCheck } from './host-check.js';
 import { createOpenAiApi } from './openai-api.js';
 import { RefusalLog } from './refusal-log.js';
+import { createSynologyWebhook, type SynologyWebhookOptions } from './synology/webhook.js';
 
 export interface HttpServerOptions {
   host: string;
   port: number;
   runtime: Runtime;
   log: Logger;
+  /** Test hooks for the Synology webhook (a virtual clock, a fetch, the bad-token limit). */
+  synology?: Pick<SynologyWebhookOptions, 'clock' | 'fetch' | 'badTokenLimit' | 'badTokenWindowMs'>;
 }
 
 export interface RunningHttpServer {
@@ -36,6 +39,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   const { config } = runtime;
   const hostAllowed = createHostCheck({ tokens: config.auth.tokens, hosts: [options.host, config.server.host] });
   const refusals = new RefusalLog({ log, message: 'http request refused' });
+  const synology = config.synology === null ? null : createSynologyWebhook({ runtime, log, ...options.synology });
   const openAiApi = createOpenAiApi({ config });
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     if (!hostAllowed(req.headers.host)) {
@@ -49,6 +53,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       return;
     }
     if (req.method === 'GET' && path === '/status') return sendJson(res, 200, runtime.status());
+    if (req.method === 'POST' && path === '/synology/webhook' && synology !== null) return synology.handle(req, res);
     if (openAiApi.handle(req, res, path ?? '/')) return;
     sendJson(res, 404, { error: { type: 'not_found', message: `no route for ${req.method} ${path}` } });
   };
@@ -73,12 +78,14 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   return {
     server,
     url: `http://${host}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await synology?.close();
+      await new Promise<void>((resolve) => {
         refusals.close();
         server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+    },
   };
 }
 

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Runtime } from '../runtime/runtime.js';
-import { startHttpServer } from './http-server.js';
+import { startHttpServer, type HttpServerOptions } from './http-server.js';
 import { attachWebSocket, type WebSocketOptions } from './ws-server.js';
 
 /** The running transports of one gateway. */
@@ -19,9 +19,11 @@ export async function startGateway(options: {
   port: number;
   /** WebSocket limits other than the config's and the defaults (benchmarks raise the per-connection frame rate). */
   ws?: Partial<Pick<WebSocketOptions, 'maxFramesPerSecond' | 'highWaterBytes' | 'maxQueuedBytes' | 'stallMs' | 'heartbeatMs'>>;
+  /** Synology webhook hooks for tests (a virtual clock, a fetch). */
+  synology?: HttpServerOptions['synology'];
 }): Promise<Gateway> {
   const { runtime, log } = options;
-  const http = await startHttpServer({ host: options.host, port: options.port, runtime, log });
+  const http = await startHttpServer({ host: options.host, port: options.port, runtime, log, ...(options.synology ? { synology: options.synology } : {}) });
   const ws = attachWebSocket(http.server, { runtime, config: runtime.config, log, ...options.ws });
   return {
     url: http.url,
