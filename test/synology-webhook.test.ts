@@ -13,7 +13,7 @@ import { splitMessage } from '../src/transport/synology/split-message.js';
 import { tokenMatches } from '../src/transport/synology/webhook.js';
 import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.js';
 import { closedPort } from './helpers/closed-port.js';
-import { testConfig } from './helpers/gateway.js';
+import { testBackend, testConfig } from './helpers/gateway.js';
 import { scriptModels } from './helpers/scripted-models.js';
 
 /**
@@ -93,13 +93,15 @@ async function startSynologyGateway(options: {
   nas: FakeNas;
   clock: VirtualClock;
   mode?: 'incoming' | 'chatbot';
+  /** Config over the test defaults (e.g. `backends` with a status API). */
+  config?: Record<string, unknown>;
 }): Promise<Setup> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sb-synology-'));
   const config = testConfig(
     {
       classifier: options.classifier as FakeBackend,
       reasoner: options.reasoner as FakeBackend,
-      config: { synology: { token: TOKEN, incomingUrl: options.nas.url, mode: options.mode ?? 'incoming' } },
+      config: { ...options.config, synology: { token: TOKEN, incomingUrl: options.nas.url, mode: options.mode ?? 'incoming' } },
     },
     dataDir,
   );
@@ -284,5 +286,43 @@ describe('POST /synology/webhook with the model servers down', () => {
     const { payload } = nas.posts[0]!;
     expect(payload.user_ids).toEqual([42]);
     expect(payload.text).toMatch(/^Sorry, I could not answer that\./);
+  });
+});
+
+describe('POST /synology/webhook with a busy reasoner', () => {
+  let small: FakeBackend;
+  let large: FakeBackend;
+  let nas: FakeNas;
+  let setup: Setup;
+
+  beforeAll(async () => {
+    small = await startFakeBackend();
+    large = await startFakeBackend();
+    // The reasoner's status API says two jobs are running: load `busy`, from the first probe on.
+    large.status = { active_jobs: 2, total_requests: 10 };
+    scriptModels(small, large, { classify: () => json({ action: 'route' }), reason: () => ({ content: ['The large ', 'model answers.'] }) });
+    const clock = new VirtualClock();
+    nas = await FakeNas.start(clock);
+    setup = await startSynologyGateway({
+      classifier: small,
+      reasoner: large,
+      nas,
+      clock,
+      config: { backends: { small: testBackend(small), large: { ...testBackend(large), statusUrl: large.statusUrl } } },
+    });
+  });
+
+  afterAll(async () => {
+    await setup?.close();
+    await nas?.close();
+    await small?.close();
+    await large?.close();
+  });
+
+  it('posts the busy notice first, then the answer', async () => {
+    await vi.waitFor(() => expect(setup.runtime.status().backends.large?.load).toBe('busy'), { timeout: 5_000 });
+    expect((await webhookPost(setup.gateway.url, message('think hard about this'))).status).toBe(200);
+    await vi.waitFor(() => expect(nas.delivered).toHaveLength(2), { timeout: 10_000 });
+    expect(nas.posts.map((post) => post.payload.text)).toEqual(['The reasoning model is busy right now, so this may take a while.', 'The large model answers.']);
   });
 });
