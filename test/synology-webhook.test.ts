@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../src/log.js';
 import { createRuntime } from '../src/runtime/create-runtime.js';
@@ -95,6 +96,8 @@ async function startSynologyGateway(options: {
   mode?: 'incoming' | 'chatbot';
   /** Config over the test defaults (e.g. `backends` with a status API). */
   config?: Record<string, unknown>;
+  /** Receives every log line (JSON), at debug level. */
+  logLines?: string[];
 }): Promise<Setup> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sb-synology-'));
   const config = testConfig(
@@ -105,7 +108,8 @@ async function startSynologyGateway(options: {
     },
     dataDir,
   );
-  const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const lines = options.logLines;
+  const log = lines ? pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) }) : createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const runtime = createRuntime(config, { log });
   await runtime.start();
   const gateway = await startGateway({ runtime, log, host: '127.0.0.1', port: 0, synology: { clock: options.clock, badTokenLimit: 3 } });
@@ -267,12 +271,13 @@ describe('POST /synology/webhook with the model servers down', () => {
   let nas: FakeNas;
   let clock: VirtualClock;
   let setup: Setup;
+  const logLines: string[] = [];
 
   beforeAll(async () => {
     clock = new VirtualClock();
     nas = await FakeNas.start(clock);
     const down = { baseUrl: `http://127.0.0.1:${await closedPort()}/v1` };
-    setup = await startSynologyGateway({ classifier: down, reasoner: down, nas, clock, mode: 'chatbot' });
+    setup = await startSynologyGateway({ classifier: down, reasoner: down, nas, clock, mode: 'chatbot', logLines });
   });
 
   afterAll(async () => {
@@ -286,6 +291,26 @@ describe('POST /synology/webhook with the model servers down', () => {
     const { payload } = nas.posts[0]!;
     expect(payload.user_ids).toEqual([42]);
     expect(payload.text).toMatch(/^Sorry, I could not answer that\./);
+  });
+
+  it('logs a failed job and a delivery given up once each, with the job id and reason, never the text or token', async () => {
+    nas.posts.length = 0;
+    nas.script.push(...Array.from({ length: 6 }, () => ({ status: 500 })));
+    expect((await webhookPost(setup.gateway.url, message('a secret question', '42'))).status).toBe(200);
+    await vi.waitFor(() => expect(nas.posts).toHaveLength(6), { timeout: 15_000 });
+    await vi.waitFor(() => expect(logLines.some((line) => line.includes('synology delivery failed'))).toBe(true), { timeout: 5_000 });
+    const records = logLines.map((line) => JSON.parse(line) as { msg: string; jobId?: string; reason?: string });
+    const given = records.filter((record) => record.msg === 'synology delivery failed');
+    expect(given).toHaveLength(1);
+    expect(given[0]).toMatchObject({ reason: 'http 500' });
+    expect(given[0]?.jobId).toMatch(/^[0-9a-f-]{36}$/);
+    const failed = records.filter((record) => record.msg === 'synology job failed; sending an apology');
+    expect(failed).toHaveLength(2);
+    expect(failed.every((record) => typeof record.jobId === 'string' && typeof record.reason === 'string')).toBe(true);
+    const all = logLines.join('\n');
+    expect(all).not.toContain('a secret question');
+    expect(all).not.toContain('anyone there?');
+    expect(all).not.toContain(TOKEN);
   });
 });
 
