@@ -9,6 +9,8 @@ export interface JobSpec {
   conversationId: string;
   text: string;
   mode: string;
+  /** The client's own history (the OpenAI API), instead of the stored conversation's. */
+  history?: Array<{ role: 'user' | 'assistant'; content: string }>;
 }
 
 export type ConversationEvent =

@@ -50,6 +50,8 @@ export interface JobInput {
   text: string;
   /** `auto` or a mode name (already checked against the config). */
   mode: string;
+  /** History the client sent (the OpenAI API); null: the stored conversation's. */
+  givenHistory?: HistoryTurn[] | null;
   roles: { classifier: string; reasoner: string };
   /** The backend of `mode` when it is not `auto`. */
   modeBackend: string | null;
@@ -59,6 +61,13 @@ export interface JobInput {
   toolkit: JobToolkit;
   /** Told `job.finished` when the job has ended (the supervisor that started it). */
   supervisor: AnyActorRef;
+}
+
+/** The input of the `loadConversation` actor: `history` given by the client skips the store. */
+export interface LoadConversationInput {
+  conversationId: string;
+  jobId: string;
+  history: HistoryTurn[] | null;
 }
 
 /** Who changes a conversation's draft: the job (its writes are ordered) and the conversation. */
@@ -235,7 +244,7 @@ export const jobMachine = setup({
   },
   actors: {
     // Supplied by the runtime through `.provide()`.
-    loadConversation: fromPromise<ConversationContext, { conversationId: string; jobId: string }>(async () => {
+    loadConversation: fromPromise<ConversationContext, LoadConversationInput>(async () => {
       throw new Error('loadConversation is not provided');
     }),
     infer: fromCallback<BackendReply, InferInput>(() => {
@@ -469,7 +478,7 @@ export const jobMachine = setup({
       invoke: {
         id: 'loadConversation',
         src: 'loadConversation',
-        input: ({ context }) => ({ conversationId: context.conversationId, jobId: context.jobId }),
+        input: ({ context }) => ({ conversationId: context.conversationId, jobId: context.jobId, history: context.givenHistory ?? null }),
         onDone: { target: 'preRoute', actions: 'assignConversation' },
         onError: { target: 'failed', actions: ['assignActorError', 'logFailure'] },
       },

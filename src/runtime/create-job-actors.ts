@@ -3,7 +3,7 @@ import { fromCallback, fromPromise } from 'xstate';
 import type { Store } from '../actors/store/store.js';
 import { historyBefore } from '../jobs/history-before.js';
 import type { BackendReply, InferCancelEvent, InferRequestEvent } from '../machines/backend-protocol.js';
-import type { BackendHealth, ConversationContext, DraftInput, InferInput, ToolInput, ToolOutcome } from '../machines/job-machine.js';
+import type { BackendHealth, ConversationContext, DraftInput, InferInput, LoadConversationInput, ToolInput, ToolOutcome } from '../machines/job-machine.js';
 import { reactMachine } from '../machines/react-machine.js';
 import type { BackendRegistry } from './backend-registry.js';
 
@@ -33,7 +33,9 @@ export function createJobActors(deps: JobActorsDeps) {
   const { store, backends, tools } = deps;
 
   /** The conversation before this job's message (see `historyBefore`), and its draft. */
-  const loadConversation = fromPromise<ConversationContext, { conversationId: string; jobId: string }>(async ({ input }) => {
+  const loadConversation = fromPromise<ConversationContext, LoadConversationInput>(async ({ input }) => {
+    // A stateless request (the OpenAI API) brings its history and has no stored draft.
+    if (input.history !== null) return { history: input.history, draft: null };
     const [messages, draft] = await Promise.all([
       store.recentMessages(input.conversationId, deps.historyMessages),
       store.loadDraft(input.conversationId),

@@ -288,7 +288,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     // The job starts while its message is being written: the classifier call overlaps the write. The
     // events of its start (`ack`, `processing`) join the accept in the same statement (the writer waits
     // for the end of this turn), and reach subscribers only once journaled, so never before `accepted`.
-    jobs.send({ type: 'submit', spec: { jobId, owner: input.owner, conversationId, text, mode } });
+    jobs.send({ type: 'submit', spec: { jobId, owner: input.owner, conversationId, text, mode, ...(input.history === undefined ? {} : { history: input.history }) } });
     try {
       await accepted;
     } catch (error) {

@@ -23,6 +23,11 @@ export interface SubmitInput {
   externalUser?: string;
   /** The client's id for this message: a repeat by the same owner within 24 h gets the same job. */
   clientMsgId?: string;
+  /**
+   * The turns before `text`, oldest first, when the client holds the conversation (the OpenAI API): the
+   * job uses them instead of a stored conversation's.
+   */
+  history?: Array<{ role: 'user' | 'assistant'; content: string }>;
 }
 
 export interface Accepted {

@@ -40,7 +40,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   const hostAllowed = createHostCheck({ tokens: config.auth.tokens, hosts: [options.host, config.server.host] });
   const refusals = new RefusalLog({ log, message: 'http request refused' });
   const synology = config.synology === null ? null : createSynologyWebhook({ runtime, log, ...options.synology });
-  const openAiApi = createOpenAiApi({ config });
+  const openAiApi = createOpenAiApi({ config, runtime, log });
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     if (!hostAllowed(req.headers.host)) {
       refusals.note(req.socket.remoteAddress, { status: 403, reason: 'foreign_host' });

@@ -1,7 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/config-schema.js';
+import type { Logger } from 'pino';
+import type { Runtime } from '../runtime/runtime.js';
 import { createAuthenticator } from './authenticator.js';
 import { sendJson } from './http-server.js';
+import { handleChatCompletion } from './openai-chat.js';
 
 /** The model name that runs the whole job pipeline (classifier, tools, reasoner). */
 export const AUTO_MODEL = 'auto';
@@ -102,17 +105,18 @@ export interface OpenAiApi {
 
 /**
  * The OpenAI-compatible API (DESIGN §5). With `auth.tokens` set every route needs the bearer token: 401
- * with a one-line JSON body otherwise. So far: `GET /v1/models`.
+ * with a one-line JSON body otherwise: `GET /v1/models` and `POST /v1/chat/completions`.
  */
-export function createOpenAiApi(options: { config: Config }): OpenAiApi {
-  const { config } = options;
+export function createOpenAiApi(options: { config: Config; runtime: Runtime; log: Logger }): OpenAiApi {
+  const { config, runtime, log } = options;
   const authenticate = createAuthenticator(config.auth.tokens);
   const created = Math.floor(Date.now() / 1000);
   return {
     handle(req, res, path) {
-      if (path !== '/v1/models') return false;
-      if (req.method !== 'GET') {
-        sendOpenAiError(res, invalid(405, 'method_not_allowed', `${req.method} is not allowed here; use GET`), { allow: 'GET' });
+      const method = ROUTES[path];
+      if (method === undefined) return false;
+      if (req.method !== method) {
+        sendOpenAiError(res, invalid(405, 'method_not_allowed', `${req.method} is not allowed here; use ${method}`), { allow: method });
         return true;
       }
       const owner = authenticate(req, new URL(req.url ?? '/', 'http://localhost'));
@@ -120,7 +124,8 @@ export function createOpenAiApi(options: { config: Config }): OpenAiApi {
         sendOpenAiError(res, { status: 401, body: { error: { type: 'authentication_error', code: 'unauthorized', message: 'a valid bearer token is required' } } }, { 'www-authenticate': 'Bearer' });
         return true;
       }
-      sendJson(res, 200, modelList(config, created));
+      if (path === '/v1/models') sendJson(res, 200, modelList(config, created));
+      else handleChatCompletion(req, res, { runtime, owner, log });
       return true;
     },
   };
@@ -130,6 +135,8 @@ export function sendOpenAiError(res: ServerResponse, error: OpenAiError, headers
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   sendJson(res, error.status, error.body);
 }
+
+const ROUTES: Record<string, string> = { '/v1/models': 'GET', '/v1/chat/completions': 'POST' };
 
 function invalid(status: number, code: string, message: string): OpenAiError {
   return { status, body: { error: { type: 'invalid_request_error', code, message } } };

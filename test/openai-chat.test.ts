@@ -1,0 +1,146 @@
+import { once } from 'node:events';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeBackend, type FakeBackend, type RecordedRequest } from './fakes/fake-openai-backend.js';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { scriptModels } from './helpers/scripted-models.js';
+
+const TOKEN = 'openai-chat-test-token';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+let small: FakeBackend;
+let large: FakeBackend;
+let gateway: TestGateway;
+let authed: TestGateway;
+let client: OpenAI;
+
+beforeAll(async () => {
+  [small, large] = await Promise.all([startFakeBackend(), startFakeBackend()]);
+  scriptModels(small, large, { classify: () => JSON.stringify({ action: 'route' }) });
+  gateway = await startTestGateway({ classifier: small, reasoner: large });
+  authed = await startTestGateway({ classifier: small, reasoner: large, config: { auth: { tokens: [TOKEN] } } });
+  client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+afterAll(async () => {
+  await Promise.all([gateway?.close(), authed?.close()]);
+  await Promise.all([small?.close(), large?.close()]);
+});
+
+const history = [
+  { role: 'user' as const, content: 'earlier question' },
+  { role: 'assistant' as const, content: 'earlier answer' },
+  { role: 'user' as const, content: 'the question' },
+];
+
+/** The chat requests `fake` received since `from` (an index into its `requests`). */
+function chatRequestsSince(fake: FakeBackend, from: number): RecordedRequest[] {
+  return fake.requests.slice(from).filter((record) => record.body !== null);
+}
+
+/** POSTs a completion and returns the status, headers and raw body. */
+async function post(body: unknown, url = gateway.url, headers: Record<string, string> = {}) {
+  const response = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  return { status: response.status, headers: response.headers, text: await response.text() };
+}
+
+describe('POST /v1/chat/completions (the official openai client)', () => {
+  it('a mode, not streamed: the backend gets the history, the answer comes with the job id and the requested model', async () => {
+    const from = small.requests.length;
+    const { data, response } = await client.chat.completions.create({ model: 'daily', messages: history }).withResponse();
+    expect(data.choices[0]!.message.content).toBe('small answer');
+    expect(data.model).toBe('daily');
+    expect(data.usage).toBeUndefined();
+    expect(response.headers.get('x-switchboard-job-id')).toMatch(UUID);
+    const contents = chatRequestsSince(small, from).at(-1)!.body!.messages.map((message) => message.content);
+    expect(contents.slice(-3)).toEqual(['earlier question', 'earlier answer', 'the question']);
+  });
+
+  it('a mode, streamed: every chunk names the mode, none has usage, the text is the answer', async () => {
+    const stream = await client.chat.completions.create({ model: 'deep', messages: history, stream: true });
+    let text = '';
+    for await (const chunk of stream) {
+      expect(chunk.model).toBe('deep');
+      expect(chunk.object).toBe('chat.completion.chunk');
+      expect(chunk.usage ?? undefined).toBeUndefined();
+      text += chunk.choices[0]?.delta.content ?? '';
+    }
+    expect(text).toBe('large answer');
+  });
+
+  it('auto runs the job pipeline, streamed and not', async () => {
+    const answer = await client.chat.completions.create({ model: 'auto', messages: history });
+    expect(answer.choices[0]!.message.content).toBe('large answer');
+    expect(answer.model).toBe('auto');
+    let text = '';
+    for await (const chunk of await client.chat.completions.create({ model: 'auto', messages: history, stream: true })) {
+      expect(chunk.model).toBe('auto');
+      text += chunk.choices[0]?.delta.content ?? '';
+    }
+    expect(text).toBe('large answer');
+  });
+
+  it('the raw stream: OpenAI chunks, data: [DONE] last, no backend name, model file or usage', async () => {
+    const { status, headers, text } = await post({ model: 'deep', messages: history, stream: true });
+    expect(status).toBe(200);
+    expect(headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(headers.get('x-switchboard-job-id')).toMatch(UUID);
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    for (const hidden of ['fake-model', '"large"', '"small"', 'usage', large.baseUrl]) expect(text).not.toContain(hidden);
+  });
+
+  it('400 unknown_model, 422 for role system, 413 for a message over the cap', async () => {
+    await expect(client.chat.completions.create({ model: 'fake-model', messages: history })).rejects.toMatchObject({ status: 400, code: 'unknown_model' });
+    await expect(client.chat.completions.create({ model: 'auto', messages: [{ role: 'system', content: 'x' }, ...history] })).rejects.toMatchObject({
+      status: 422,
+      code: 'system_role_refused',
+    });
+    await expect(client.chat.completions.create({ model: 'daily', messages: [{ role: 'user', content: 'x'.repeat(8_001) }] })).rejects.toMatchObject({
+      status: 413,
+      code: 'message_too_long',
+    });
+  });
+
+  it('a failure after streaming started ends the stream with an error chunk and no [DONE]', async () => {
+    large.enqueue({ content: ['first', 'second'], fault: 'drop_mid_stream' });
+    const { status, text } = await post({ model: 'deep', messages: history, stream: true });
+    expect(status).toBe(200);
+    expect(text).toContain('first');
+    expect(text).not.toContain('[DONE]');
+    const last = text.trim().split('\n\n').at(-1)!;
+    expect(JSON.parse(last.slice('data: '.length))).toMatchObject({ error: { error_reason: expect.any(String) } });
+  });
+
+  it('a client that disconnects cancels the job: the backend sees its request closed within 100 ms', async () => {
+    large.enqueue({ content: ['first', 'second'], fault: 'stall_mid_stream' });
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create({ model: 'deep', messages: history, stream: true }, { signal: controller.signal });
+    const aborted = once(large.events, 'clientAbort');
+    for await (const chunk of stream) {
+      if ((chunk.choices[0]?.delta.content ?? '') !== '') break;
+    }
+    const at = Date.now();
+    controller.abort();
+    const [record] = (await aborted) as [RecordedRequest];
+    expect(record.clientAborted).toBe(true);
+    expect(record.abortedAt! - at).toBeLessThanOrEqual(100);
+  });
+
+  it('503 backend_unavailable with error_reason when the model server cannot be reached, and at once while it is down', async () => {
+    large.enqueue({ fault: 'refuse' });
+    const { status, text } = await post({ model: 'deep', messages: history });
+    expect(status).toBe(503);
+    expect(JSON.parse(text)).toMatchObject({ error: { type: 'backend_unavailable', error_reason: 'backend_unavailable' } });
+    // Now known to be down: refused before any job (run last: the backend stays down until its next probe).
+    const again = await post({ model: 'deep', messages: history, stream: true });
+    expect(again.status).toBe(503);
+    expect(JSON.parse(again.text)).toMatchObject({ error: { type: 'backend_unavailable' } });
+  });
+
+  it('with auth.tokens, needs the bearer token (401 with a one-line JSON body)', async () => {
+    const { status, text } = await post({ model: 'daily', messages: history }, authed.url);
+    expect(status).toBe(401);
+    expect(text).not.toContain('\n');
+    const ok = new OpenAI({ baseURL: `${authed.url}/v1`, apiKey: TOKEN, maxRetries: 0 });
+    expect((await ok.chat.completions.create({ model: 'daily', messages: history })).choices[0]!.message.content).toBe('small answer');
+  });
+});
