@@ -69,6 +69,13 @@ describe('npm start', () => {
       tools: { email: { password: MASK, passwordEnv: 'MAIL_PASSWORD', host: 'imap.example.org' } },
       backends: { a: { apiKey: null, baseUrl: `http://user:${MASK}@127.0.0.1/v1` } },
     });
+    // A Synology incoming webhook carries its token in the query.
+    const incoming = 'https://nas.example.org/webapi/entry.cgi?api=SYNO.Chat.External&method=incoming&version=2&token=%22abc123%22';
+    const masked = maskSecrets({ synology: { incomingUrl: incoming } }) as { synology: { incomingUrl: string } };
+    expect(masked.synology.incomingUrl).not.toContain('abc123');
+    expect(new URL(masked.synology.incomingUrl).searchParams.get('token')).toBe(MASK);
+    expect(new URL(masked.synology.incomingUrl).searchParams.get('method')).toBe('incoming');
+    expect(maskSecrets({ url: 'http://127.0.0.1/x?api_key=k1&q=1' })).toEqual({ url: `http://127.0.0.1/x?api_key=${encodeURIComponent(MASK)}&q=1` });
   });
 });
 

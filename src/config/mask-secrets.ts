@@ -19,13 +19,18 @@ export function maskSecrets(value: unknown, key = ''): unknown {
   return maskUrlPassword(value);
 }
 
-/** `postgres://user:pw@host/db` → `postgres://user:********@host/db`; other strings unchanged. */
+/**
+ * `postgres://user:pw@host/db` → `postgres://user:********@host/db`, and a secret in the query (a
+ * Synology incoming webhook's `token=…`, an `api_key=…`) masked the same way; other strings unchanged.
+ */
 export function maskUrlPassword(value: string): string {
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
   try {
     const url = new URL(value);
-    if (url.password === '') return value;
-    url.password = MASK;
+    const secretParams = [...url.searchParams.keys()].filter((name) => SECRET_KEY.test(name.replace(/[_-]/g, '')));
+    if (url.password === '' && secretParams.length === 0) return value;
+    if (url.password !== '') url.password = MASK;
+    for (const name of secretParams) url.searchParams.set(name, MASK);
     return url.toString();
   } catch {
     // Not a URL after all: nothing that looks like a password to mask.
