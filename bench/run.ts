@@ -7,6 +7,7 @@ import { startGatewayOnce, type GatewayStart } from './gateway-start.js';
 import { benchJobMemory } from './job-memory.js';
 import { benchJobs } from './jobs.js';
 import { benchMailboxDispatchHttp, benchMailboxDispatchInProcess } from './mailbox-dispatch.js';
+import { benchOpenAiApi } from './openai-api.js';
 import { benchStreaming } from './streaming.js';
 
 /** `npm run bench`: every figure the issues ask for, each against its baseline in the same run. */
@@ -63,6 +64,17 @@ for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDataba
   console.log(`  the floor, measured the same way: a bare relay on the same libraries (ws → undici → ws, no jobs or store) median ${fmt(r.relayFloorOverheadMedianMs, 2)} ms;`);
   console.log(`  the same relay writing the message to ${store} (our accept statement) before \`accepted\`, in parallel with the call, and each event before sending it (our journal): median ${fmt(r.durableRelayFloorOverheadMedianMs, 2)} ms`);
   console.log(`  for scale: the fake answering back-to-back direct calls: median ${fmt(r.fakeMedianMs, 2)} ms\n`);
+  fake.stop();
+}
+
+{
+  const fake = await startChildFake();
+  const r = await benchOpenAiApi(fake.baseUrl);
+  const ms = (n: number) => `${fmt(n, 2)} ms`;
+  console.log(`OpenAI API, a mode (daily) against the instant fake, streamed, sequential, ${r.rounds} rounds side by side`);
+  console.log(`  direct median ${ms(r.direct.median)}, p99 ${ms(r.direct.p99)}; through /v1/chat/completions median ${ms(r.via.median)}, p99 ${ms(r.via.p99)}`);
+  console.log(`  overhead median ${ms(r.overheadMedianMs)} — target ≤ 0.3 ms; p99 ${ms(r.overheadP99Ms)} — target ≤ 2 ms`);
+  console.log(`  the floor, measured the same way: a bare HTTP relay (node:http → fetch → piped back) median ${ms(r.floorOverheadMedianMs)}, p99 ${ms(r.floorOverheadP99Ms)}\n`);
   fake.stop();
 }
 
