@@ -115,6 +115,8 @@ describe('supervisor: crashed actors', () => {
       modeBackend: null,
       roles: { classifier: 'small', reasoner: 'large' },
       fallbackToClassifier: true,
+      // Only an OpenAI API request brings its own history; a WebSocket job reads the conversation's.
+      givenHistory: null,
     });
     // A member of the pool: a root actor, not in the supervisor's system.
     expect(started.get('j1')!.system).not.toBe(supervisor.system);
