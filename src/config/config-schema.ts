@@ -41,6 +41,19 @@ export const backendSchema = z.strictObject({
   apiKey: z.string().min(1).nullable().default(null).describe('Bearer token for servers that want one.'),
 });
 
+/** A tool account's `passwordEnv`: the name of the environment variable that holds its password. */
+const passwordEnv = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable')
+  .optional()
+  .describe('Name of the environment variable that holds the password, instead of `password` (exactly one of the two).');
+
+/** A tool account gives its password once: in the file (`password`) or by a variable's name (`passwordEnv`). */
+function hasOnePassword(account: { password?: string | undefined; passwordEnv?: string | undefined }): boolean {
+  return (account.password === undefined) !== (account.passwordEnv === undefined);
+}
+const ONE_PASSWORD = { message: 'expected exactly one of password and passwordEnv', path: ['password'] };
+
 /** An IMAP mailbox (`tools.email`), read only: the server, the account, the folder searched by default. */
 export const emailSchema = z
   .strictObject({
@@ -49,21 +62,14 @@ export const emailSchema = z
       .describe('`imaps://host:993` (TLS) or `imap://host:143` (STARTTLS; plain text only to a loopback host); its host must be in `egress.allowHosts`.'),
     user: z.string().min(1).describe('The IMAP login name.'),
     password: z.string().min(1).optional().describe('The IMAP password (masked by `--print-config`); or use `passwordEnv`.'),
-    passwordEnv: z
-      .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable')
-      .optional()
-      .describe('Name of the environment variable that holds the password, instead of `password` (exactly one of the two).'),
+    passwordEnv,
     folder: z.string().min(1).default('INBOX').describe('The folder searched when a request names none.'),
     rejectUnauthorized: z
       .boolean()
       .default(true)
       .describe('Check the server\'s TLS certificate (imaps, STARTTLS); false accepts a self-signed one.'),
   })
-  .refine((email) => (email.password === undefined) !== (email.passwordEnv === undefined), {
-    message: 'expected exactly one of password and passwordEnv',
-    path: ['password'],
-  });
+  .refine(hasOnePassword, ONE_PASSWORD);
 
 /** How long a calendar draft waits for the user's yes or no by default (issue 11). */
 export const DEFAULT_DRAFT_TTL_MS = 10 * 60 * 1000;
@@ -74,11 +80,7 @@ export const calendarSchema = z
     url: url.describe('The CalDAV server\'s URL (e.g. `http://127.0.0.1:5232/`); its host must be in `egress.allowHosts`.'),
     user: z.string().min(1).describe('The CalDAV user name.'),
     password: z.string().min(1).optional().describe('The CalDAV password (masked by `--print-config`); or use `passwordEnv`.'),
-    passwordEnv: z
-      .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable')
-      .optional()
-      .describe('Name of the environment variable that holds the password, instead of `password` (exactly one of the two).'),
+    passwordEnv,
     calendar: z
       .string()
       .min(1)
@@ -88,10 +90,7 @@ export const calendarSchema = z
       .default(DEFAULT_DRAFT_TTL_MS)
       .describe('How long a new event\'s draft waits for the user\'s yes or no; after that it is dropped unwritten.'),
   })
-  .refine((calendar) => (calendar.password === undefined) !== (calendar.passwordEnv === undefined), {
-    message: 'expected exactly one of password and passwordEnv',
-    path: ['password'],
-  });
+  .refine(hasOnePassword, ONE_PASSWORD);
 
 /** A mode's name, as the WebSocket and the OpenAI API's `model` field carry it. */
 export const MODE_NAME = /^[a-z0-9_-]{1,32}$/;
