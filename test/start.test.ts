@@ -109,7 +109,7 @@ describe('npm start', () => {
     });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const [code] = (await once(child, 'exit')) as [number | null];
+    const [code] = (await once(child, 'close')) as [number | null];
     expect(code).toBe(1);
     expect(stderr).toContain('extra: unknown key');
     expect(stderr).toContain('auth.tokens.0 (SWITCHBOARD_TOKEN): expected a token, got an empty or blank string');

@@ -45,11 +45,15 @@ async function startPreloadedGateway(dir: string, config: Record<string, unknown
   });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
-  );
   const logs: PreloadedGateway['logs'] = [];
   const lines = createInterface({ input: child.stdout! });
+  // The time of the exit itself, but resolved only once every line it wrote has been read: `exit` can come
+  // before the last lines of its stdout have.
+  const exitedAt = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
+  );
+  const allRead = new Promise<void>((resolve) => lines.once('close', resolve));
+  const exited = Promise.all([exitedAt, allRead]).then(([exit]) => exit);
   const url = await new Promise<string>((resolve, reject) => {
     lines.on('line', (line) => {
       let entry: PreloadedGateway['logs'][number];
@@ -61,7 +65,7 @@ async function startPreloadedGateway(dir: string, config: Record<string, unknown
       logs.push(entry);
       if (entry.msg === 'switchboard listening' && typeof entry['url'] === 'string') resolve(entry['url']);
     });
-    void exited.then(({ code, signal }) => reject(new Error(`the gateway exited (${code ?? signal}) before listening: ${stderr}`)));
+    void exitedAt.then(({ code, signal }) => reject(new Error(`the gateway exited (${code ?? signal}) before listening: ${stderr}`)));
   });
   return { child, wsUrl: `${url.replace(/^http/, 'ws')}/ws`, logs, stderr: () => stderr, exited };
 }

@@ -47,7 +47,7 @@ export async function startChildGateway(dir: string, config: Record<string, unkn
     kill: async (signal = 'SIGTERM') => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
-      const [code] = (await once(child, 'exit')) as [number | null];
+      const [code] = (await once(child, 'close')) as [number | null];
       return code;
     },
   };

@@ -48,7 +48,7 @@ export async function startInFolder(dir: string, args: readonly string[] = []): 
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
-      await once(child, 'exit');
+      await once(child, 'close');
     },
   };
 }
