@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Runtime } from '../runtime/create-runtime.js';
+import { createAuthenticator } from './authenticator.js';
 import { createHostCheck } from './host-check.js';
 import { createOpenAiApi } from './openai-api.js';
 import { RefusalLog } from './refusal-log.js';
@@ -41,20 +42,31 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   const refusals = new RefusalLog({ log, message: 'http request refused' });
   const synology = config.synology === null ? null : createSynologyWebhook({ runtime, log, ...options.synology });
   const openAiApi = createOpenAiApi({ config, runtime, log });
+  const authenticate = createAuthenticator(config.auth.tokens);
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     if (!hostAllowed(req.headers.host)) {
       refusals.note(req.socket.remoteAddress, { status: 403, reason: 'foreign_host' });
       return sendJson(res, 403, { error: { type: 'forbidden', message: FOREIGN_HOST_MESSAGE } });
     }
-    const path = (req.url ?? '/').split('?', 1)[0];
+    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+    // Open doors: the health check, and the Synology webhook (Synology sends its own token in the form).
     if (req.method === 'GET' && path === '/healthz') {
+      if (refuseBody(req, res)) return;
       // 503 while the store cannot be used: nothing can be accepted then.
       void runtime.health().then((health) => sendJson(res, health.ok ? 200 : 503, health));
       return;
     }
-    if (req.method === 'GET' && path === '/status') return sendJson(res, 200, runtime.status());
     if (req.method === 'POST' && path === '/synology/webhook' && synology !== null) return synology.handle(req, res);
-    if (openAiApi.handle(req, res, path ?? '/')) return;
+    // The OpenAI API answers its own 401 in OpenAI's error shape, which its clients read.
+    if (openAiApi.handle(req, res, path)) return;
+    // Every other route needs the token when `auth.tokens` is set (DESIGN §5).
+    if (authenticate(req, new URL(req.url ?? '/', 'http://localhost')) === null) {
+      refusals.note(req.socket.remoteAddress, { status: 401, reason: 'unauthorized' });
+      res.setHeader('www-authenticate', 'Bearer');
+      return sendJson(res, 401, { error: { type: 'unauthorized', message: 'a valid bearer token is required' } });
+    }
+    if (refuseBody(req, res)) return;
+    if (req.method === 'GET' && path === '/status') return sendJson(res, 200, runtime.status());
     sendJson(res, 404, { error: { type: 'not_found', message: `no route for ${req.method} ${path}` } });
   };
   const server = createServer((req, res) => {
@@ -87,6 +99,18 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       });
     },
   };
+}
+
+/**
+ * Answers 413 (and closes the connection, so the body is never read) when a request to a route that takes
+ * no body brings one; true when it did. The routes that take one read it with their own cap.
+ */
+function refuseBody(req: IncomingMessage, res: ServerResponse): boolean {
+  const length = Number(req.headers['content-length'] ?? 0);
+  if (req.headers['transfer-encoding'] === undefined && !(length > 0)) return false;
+  res.setHeader('connection', 'close');
+  sendJson(res, 413, { error: { type: 'too_large', message: 'this route takes no request body' } });
+  return true;
 }
 
 /** Why a request with a foreign `Host` was refused (a web page may not drive a gateway without auth). */
