@@ -47,9 +47,10 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ why }, 'shutting down');
     // Order: refuse new messages, give running jobs their grace period while their clients stay connected
-    // to receive the rest, cancel what is left (aborting backend requests), write what is queued and
-    // close the store; then close the connections and flush the logs.
-    await runtime.stop(graceMs);
+    // to receive the rest, cancel what is left (aborting backend requests), store the replies still owed
+    // to Synology and post them for what is left of the grace period, write what is queued and close the
+    // store; then close the connections and flush the logs.
+    await runtime.stop(graceMs, { beforeClose: async (graceEndsAt) => http?.settle(graceEndsAt) });
     await http?.close();
     log.info('stopped');
     log.flush();

@@ -345,9 +345,10 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     }
   };
 
-  const stop = async (graceMs = 10_000): Promise<void> => {
+  const stop: Runtime['stop'] = async (graceMs = 10_000, options = {}): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    const graceEndsAt = Date.now() + graceMs;
     if (hub && supervisor) {
       const idle = hub.whenIdle();
       const graceOver = await Promise.race([idle.then(() => false), delay(graceMs).then(() => true)]);
@@ -358,13 +359,22 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       }
       supervisor.stop();
     }
+    if (opened && options.beforeClose) {
+      try {
+        await options.beforeClose(graceEndsAt);
+      } catch (error) {
+        log.error({ err: error, reason: 'internal' }, 'handing over before the store closes failed');
+      }
+    }
     sink?.stop();
     backends.stop();
     await tools?.close();
     await opened?.close();
   };
 
-  return { config, status, health, start, submit, cancel, subscribe, stop };
+  const synologyDeliveries = () => requireStarted().store.synologyDeliveries;
+
+  return { config, status, health, start, submit, cancel, subscribe, stop, synologyDeliveries };
 }
 
 function delay(ms: number): Promise<void> {

@@ -1,3 +1,4 @@
+import type { SynologyDeliveryStore } from '../actors/store/synology-delivery-store.js';
 import type { Config } from '../config/config-schema.js';
 import type { JobEvent } from '../jobs/job-event.js';
 import type { BackendStatus } from './backend-registry.js';
@@ -81,6 +82,12 @@ export interface Runtime {
   /** Whether the store can be used now (it is asked, within a second). */
   health(): Promise<HealthBody>;
   start(): Promise<void>;
-  /** Stop accepting, give running jobs `graceMs`, cancel the rest, flush the journal, close the store. */
-  stop(graceMs?: number): Promise<void>;
+  /**
+   * Stop accepting, give running jobs `graceMs`, cancel the rest, flush the journal, close the store.
+   * `beforeClose` runs once every job has ended and before the store closes, with the time (`Date.now()`)
+   * the grace period ends: what the transports still owe (Synology replies) is handed to the store then.
+   */
+  stop(graceMs?: number, options?: { beforeClose?: (graceEndsAt: number) => Promise<void> }): Promise<void>;
+  /** The replies owed to Synology Chat users (the store's, once started). */
+  synologyDeliveries(): SynologyDeliveryStore;
 }

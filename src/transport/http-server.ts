@@ -21,6 +21,8 @@ export interface RunningHttpServer {
   server: Server;
   /** `http://host:port` as bound (the real port when 0 was asked for). */
   url: string;
+  /** Before the store closes at a graceful stop: the Synology webhook's `settle` (replies owed stored, then posted until `untilMs`). */
+  settle(untilMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -90,6 +92,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   return {
     server,
     url: `http://${host}:${address.port}`,
+    settle: async (untilMs) => {
+      await synology?.settle(untilMs);
+    },
     close: async () => {
       await synology?.close();
       await new Promise<void>((resolve) => {

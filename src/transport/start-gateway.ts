@@ -7,6 +7,11 @@ import { attachWebSocket, type WebSocketOptions } from './ws-server.js';
 export interface Gateway {
   /** `http://host:port` as bound. */
   url: string;
+  /**
+   * For a graceful stop, as the runtime's `beforeClose`: hands what the transports still owe (Synology
+   * replies) to the store and delivers it until `untilMs` (the end of the grace period).
+   */
+  settle(untilMs: number): Promise<void>;
   /** Stop accepting and close every connection (the runtime is stopped separately, after this). */
   close(): Promise<void>;
 }
@@ -27,6 +32,7 @@ export async function startGateway(options: {
   const ws = attachWebSocket(http.server, { runtime, config: runtime.config, log, ...options.ws });
   return {
     url: http.url,
+    settle: (untilMs) => http.settle(untilMs),
     close: async () => {
       await ws.close();
       await http.close();

@@ -125,6 +125,10 @@ export class FakeRuntime implements Runtime {
 
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
+
+  synologyDeliveries(): never {
+    throw new Error('the fake runtime has no store (Synology is not configured in these tests)');
+  }
 }
 
 /** Every client a test opened, terminated after the test whatever happened. */

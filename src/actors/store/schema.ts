@@ -100,6 +100,20 @@ export interface DocumentsTable {
   updated_at: GeneratedTimestamp;
 }
 
+/** A reply owed to a Synology Chat user, until its last part is posted (no URL, no token: see migration 0003). */
+export interface SynologyDeliveriesTable {
+  id: string;
+  seq: BigSerial;
+  user_id: string;
+  job_id: ColumnType<string | null, string | null | undefined, string | null>;
+  language: 'ko' | 'en';
+  state: 'waiting' | 'sending';
+  parts: ColumnType<string[], string | undefined, string>;
+  next_part: ColumnType<number, number | undefined, number>;
+  attempts: ColumnType<number, number | undefined, number>;
+  created_at: GeneratedTimestamp;
+}
+
 /** The whole database, for `Kysely<DatabaseSchema>`. */
 export interface DatabaseSchema {
   conversations: ConversationsTable;
@@ -108,4 +122,5 @@ export interface DatabaseSchema {
   job_events: JobEventsTable;
   drafts: DraftsTable;
   documents: DocumentsTable;
+  synology_deliveries: SynologyDeliveriesTable;
 }

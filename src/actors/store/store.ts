@@ -15,6 +15,7 @@ import { createJobStore, type JobStore } from './job-store.js';
 import { createOrderedWriter } from './ordered-writer.js';
 import type { DatabaseSchema, JobSource } from './schema.js';
 import { RecentClientMsgIds } from './recent-client-msg-ids.js';
+import { createSynologyDeliveryStore, type SynologyDeliveryStore } from './synology-delivery-store.js';
 import { isStoreUnavailable, StoreUnavailableError } from './store-errors.js';
 import { writeBatch, type StoreWrite } from './write-batch.js';
 
@@ -40,6 +41,8 @@ export interface AcceptJobInput {
 /** Everything persistent: conversations, jobs, the event journal, drafts and documents. */
 export interface Store extends ConversationStore, JobStore, DraftStore, DocumentStore {
   readonly journal: JobJournal;
+  /** Replies owed to Synology Chat users, kept until posted. */
+  readonly synologyDeliveries: SynologyDeliveryStore;
   /**
    * Creates the conversation (or touches it), records the job as `running` and appends the user's
    * message, in one statement. Resolves once committed: only then may `accepted` be sent. The job may
@@ -117,6 +120,8 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
   let pinging: Promise<void> | undefined;
 
   return {
+    synologyDeliveries: createSynologyDeliveryStore(db, { now }),
+
     journal: {
       ...journal,
       append(jobId, event, end) {

@@ -40,6 +40,16 @@ export interface DeliveryInput {
   jobId: string | null;
   /** The parts, in order, each at most 2000 characters. */
   parts: readonly string[];
+  /** The first part to post (the ones before it were posted before a restart). Default 0. */
+  startAt?: number;
+  /** Failed posts of the first part to post so far (before a restart). Default 0. */
+  attempts?: number;
+  /**
+   * Called, and waited for, after each post: parts before `nextPart` are delivered, `attempts` posts of
+   * `nextPart` have failed. The webhook makes it durable, so a restart goes on from there: only a part
+   * in flight when the process died can arrive twice.
+   */
+  onProgress?: (nextPart: number, attempts: number) => Promise<void>;
 }
 
 export interface DeliveryDeps {
@@ -119,8 +129,10 @@ async function postOnce(deps: DeliveryDeps, input: DeliveryInput, text: string, 
  */
 export async function deliverParts(deps: DeliveryDeps, input: DeliveryInput, signal: AbortSignal): Promise<number> {
   let lastPostAt: number | null = null;
+  const startAt = input.startAt ?? 0;
   for (const [index, text] of input.parts.entries()) {
-    for (let attempt = 1; ; attempt += 1) {
+    if (index < startAt) continue;
+    for (let attempt = index === startAt ? (input.attempts ?? 0) + 1 : 1; ; attempt += 1) {
       if (lastPostAt !== null) {
         const wait = lastPostAt + PART_SPACING_MS - deps.clock.now();
         if (wait > 0) await deps.clock.sleep(wait, signal);
@@ -128,7 +140,6 @@ export async function deliverParts(deps: DeliveryDeps, input: DeliveryInput, sig
       lastPostAt = deps.clock.now();
       try {
         await postOnce(deps, input, text, signal);
-        break;
       } catch (error) {
         if (!(error instanceof PostFailed)) throw error;
         const fields = { jobId: input.jobId, part: index + 1, parts: input.parts.length, attempt, reason: error.reason };
@@ -136,10 +147,14 @@ export async function deliverParts(deps: DeliveryDeps, input: DeliveryInput, sig
           deps.log.error(fields, 'synology delivery failed');
           throw new Error(error.reason);
         }
+        await input.onProgress?.(index, attempt);
         const backoff = error.waitMs ?? Math.min(BASE_BACKOFF_MS * 2 ** (attempt - 1), MAX_BACKOFF_MS);
         deps.log.warn({ ...fields, retryInMs: backoff }, 'synology post failed, retrying');
         await deps.clock.sleep(backoff, signal);
+        continue;
       }
+      await input.onProgress?.(index + 1, 0);
+      break;
     }
   }
   return input.parts.length;

@@ -1,8 +1,10 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { DeliveryLanguage, PendingSynologyDelivery } from '../../actors/store/synology-delivery-store.js';
+import { toErrorInfo } from '../../errors.js';
 import type { JobEvent } from '../../jobs/job-event.js';
 import { PACKAGE_ROOT } from '../../package-root.js';
 import { SubmitRejected, type Runtime } from '../../runtime/runtime.js';
@@ -23,10 +25,19 @@ export interface SynologyWebhookOptions {
 
 export interface SynologyWebhook {
   handle(req: IncomingMessage, res: ServerResponse): void;
-  /** Stops taking posts and aborts the deliveries under way. */
+  /**
+   * For a graceful stop, once the runtime's jobs have ended and before the store closes: stops taking
+   * posts, waits for every reply the jobs produced to be stored, lets the deliveries go on until
+   * `untilMs` (`Date.now()` time, the end of the grace period) and then aborts them. What was not posted
+   * stays in the store, and the next start posts it.
+   */
+  settle(untilMs: number): Promise<void>;
+  /** Stops taking posts and aborts the deliveries under way (their rows stay for the next start). */
   close(): Promise<void>;
-  /** Resolves when every delivery started so far has ended (tests). */
+  /** Resolves when every message taken so far has its reply handed to a delivery (tests). */
   idle(): Promise<void>;
+  /** Resolves once the replies owed from before this start have been read and queued. */
+  readonly resumed: Promise<void>;
 }
 
 /** The longest webhook body read (Synology's posts are small; a message is at most `limits.messageChars`). */
@@ -43,12 +54,23 @@ function busyNotices(): Set<string> {
 }
 
 const HANGUL = /[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]/;
+/** However late the grace period ends, the replies of ended jobs get this long to be stored. */
+const HANDOVER_MS = 2_000;
+
+/** The language a reply to `question` is apologised in: Korean when it has Hangul. */
+export function languageOf(question: string): DeliveryLanguage {
+  return HANGUL.test(question) ? 'ko' : 'en';
+}
 
 /** The reply when a job failed: an apology, then the job's own sentence (already in the user's language). */
-export function apology(message: string | undefined, question: string): string {
-  const korean = HANGUL.test(question);
-  const sorry = korean ? '죄송합니다. 답변을 드리지 못했어요.' : 'Sorry, I could not answer that.';
+export function apology(message: string | undefined, language: DeliveryLanguage): string {
+  const sorry = language === 'ko' ? '죄송합니다. 답변을 드리지 못했어요.' : 'Sorry, I could not answer that.';
   return message && message.length > 0 ? `${sorry} ${message}` : sorry;
+}
+
+/** A Synology user in the log: a short hash, enough to tell users apart, not to name one. */
+function userTag(userId: string): string {
+  return createHash('sha256').update(`synology-user:${userId}`, 'utf8').digest('hex').slice(0, 12);
 }
 
 function digest(value: string): Buffer {
@@ -90,12 +112,35 @@ function sendStatus(res: ServerResponse, status: number, body?: unknown): void {
   res.end(text);
 }
 
+/** A reply owed to a user: its row in the store (when it could be written) and what the log may name. */
+interface OwedReply {
+  /** The row's id, also the job's `clientMsgId`. */
+  id: string;
+  userId: string;
+  jobId: string | null;
+  language: DeliveryLanguage;
+  /** The row was written: progress is recorded and the row deleted at the end. */
+  durable: boolean;
+}
+
+/** How a followed job ended, and its answer. */
+interface JobEnding {
+  end: JobEvent;
+  answer: string;
+}
+
 /**
  * `POST /synology/webhook` (DESIGN §5): Synology Chat's outgoing webhook. A wrong token is 403 and runs
  * nothing; an address that keeps sending wrong tokens gets 429 for the rest of the window. A good post is
  * answered 200 at once; the job runs in the user's one conversation, and its answer (or a busy notice
  * first, or an apology) is posted to `synology.incomingUrl` by a delivery actor — split, spaced, retried.
  * Replies to one user go out one delivery after the other, in the order their jobs produced them.
+ *
+ * The reply is durable (`synology_deliveries`): its row is written before the job is submitted, gets
+ * the reply's parts when the job ends and each post's progress, and is deleted once delivered. A start
+ * resumes every row left: a finished job's remaining parts, an apology for a job the restart interrupted
+ * (or that was never accepted). Delivery is at least once: a part in flight when the process died is
+ * posted again; none is lost and the order holds. Busy notices are not kept (they are stale after a restart).
  */
 export function createSynologyWebhook(options: SynologyWebhookOptions): SynologyWebhook {
   const { runtime, log } = options;
@@ -112,29 +157,102 @@ export function createSynologyWebhook(options: SynologyWebhookOptions): Synology
   const abort = new AbortController();
   /** Each user's replies, chained so they go out in order. */
   const chains = new Map<string, Promise<void>>();
+  /** Messages whose reply is not yet handed to a delivery (what `settle` waits for first). */
   const running = new Set<Promise<void>>();
-  /** The deliveries under way or waiting (what `close` waits for, once aborted). */
+  /** The deliveries under way or waiting (what `settle` and `close` wait for). */
   const deliveries = new Set<Promise<void>>();
-  /** The conversation each Synology user has (the first message makes it). */
+  /** The conversation each Synology user has (the first message makes it; after a restart, the store knows it). */
   const conversations = new Map<string, string>();
   let closed = false;
+  const store = () => runtime.synologyDeliveries();
+  const ownerOf = (userId: string): string => `synology:${userId}`;
 
-  const deliver = (userId: string, jobId: string | null, text: string): void => {
-    const parts = splitMessage(text);
-    if (parts.length === 0) return;
+  /** A write of the delivery store failed: the reply goes on, only less durably. Logged with the job id. */
+  const storeFailed = (what: string, reply: Pick<OwedReply, 'jobId'>) => (error: unknown) => {
+    log.warn({ jobId: reply.jobId, reason: toErrorInfo(error).reason, err: error }, `synology delivery: could not ${what}`);
+  };
+
+  /** Runs `work` after the user's earlier replies. */
+  const enqueue = (userId: string, work: () => Promise<void>): void => {
     const previous = chains.get(userId) ?? Promise.resolve();
     const next = previous.then(async () => {
       if (abort.signal.aborted) return;
-      await runDelivery(machine, { target, userId, jobId, parts }, abort.signal);
+      await work();
     });
-    chains.set(userId, next);
-    running.add(next);
-    deliveries.add(next);
-    void next.finally(() => {
-      running.delete(next);
-      deliveries.delete(next);
-      if (chains.get(userId) === next) chains.delete(userId);
+    const tracked = next.catch((error: unknown) => log.error({ err: error, jobId: null }, 'synology delivery failed unexpectedly'));
+    chains.set(userId, tracked);
+    deliveries.add(tracked);
+    void tracked.finally(() => {
+      deliveries.delete(tracked);
+      if (chains.get(userId) === tracked) chains.delete(userId);
     });
+  };
+
+  /** Posts `parts` from `startAt` on, recording progress; the row goes when they are delivered or given up. */
+  const post = async (reply: OwedReply, parts: readonly string[], startAt: number, attempts: number): Promise<void> => {
+    if (abort.signal.aborted) return;
+    const delivered = await runDelivery(
+      machine,
+      {
+        target,
+        userId: reply.userId,
+        jobId: reply.jobId,
+        parts,
+        startAt,
+        attempts,
+        ...(reply.durable && { onProgress: (next: number, failed: number) => store().setProgress(reply.id, next, failed).catch(storeFailed('record progress', reply)) }),
+      },
+      abort.signal,
+    );
+    // Stopped part of the way: the row stays, and the next start goes on from its progress.
+    if (!delivered && abort.signal.aborted) return;
+    if (reply.durable) await store().remove(reply.id).catch(storeFailed('remove a finished delivery', reply));
+  };
+
+  /** The reply is known: stored as parts, then posted after the user's earlier replies. */
+  const handOver = async (reply: OwedReply, text: string): Promise<void> => {
+    const parts = splitMessage(text);
+    if (reply.durable) {
+      try {
+        await store().setParts(reply.id, parts);
+      } catch (error) {
+        storeFailed('store a reply', reply)(error);
+      }
+    }
+    enqueue(reply.userId, () => post(reply, parts, 0, 0));
+  };
+
+  /** A busy notice: posted in order with the replies, never stored. */
+  const notice = (userId: string, jobId: string, text: string): void => {
+    const parts = splitMessage(text);
+    const reply: OwedReply = { id: '', userId, jobId, language: 'en', durable: false };
+    enqueue(userId, () => post(reply, parts, 0, 0));
+  };
+
+  /** Follows a job (live, or replayed from the journal) to its terminal event, collecting the answer. */
+  const follow = (jobId: string, owner: string, onNotice: ((text: string) => void) | null): Promise<JobEnding> => {
+    let answer = '';
+    const failed = (reason: string): JobEnding => ({ end: { jobId, seq: 0, event: 'error', data: { reason }, at: new Date().toISOString() }, answer });
+    return new Promise<JobEnding>((resolve) => {
+      void runtime
+        .subscribe(jobId, owner, 0, (event) => {
+          if (event.event === 'result') answer += String(event.data.content ?? '');
+          else if (event.event === 'processing' && onNotice && busy.has(String(event.data.message))) onNotice(String(event.data.message));
+          if (event.event === 'done' || event.event === 'error' || event.event === 'cancelled') resolve({ end: event, answer });
+        })
+        .then((unsubscribe) => {
+          if (unsubscribe === null) resolve(failed('unknown_job'));
+        })
+        .catch((error: unknown) => resolve(failed(toErrorInfo(error).reason)));
+    });
+  };
+
+  /** What to post for a job's ending: its answer, or an apology (logged once, with the job id and reason). */
+  const replyTo = ({ end, answer }: JobEnding, language: DeliveryLanguage): string => {
+    if (end.event === 'done' && answer.trim().length > 0) return answer;
+    const reason = end.event === 'done' ? 'empty_answer' : String(end.data.reason ?? end.event);
+    log.warn({ jobId: end.jobId, reason }, 'synology job failed; sending an apology');
+    return apology(typeof end.data.message === 'string' ? end.data.message : undefined, language);
   };
 
   const tooManyBadTokens = (address: string): boolean => {
@@ -160,52 +278,90 @@ export function createSynologyWebhook(options: SynologyWebhookOptions): Synology
     }
   };
 
-  /** Submits the message and follows its job to the end; every path ends in one reply. */
+  /** The user's conversation: known here, else the newest the store has for them (after a restart). */
+  const conversationOf = async (userId: string, owner: string): Promise<string | undefined> => {
+    const known = conversations.get(userId);
+    if (known !== undefined) return known;
+    try {
+      return (await store().latestConversation(userId, owner)) ?? undefined;
+    } catch (error) {
+      log.warn({ jobId: null, reason: toErrorInfo(error).reason, err: error }, 'synology: could not look up the user\'s conversation');
+      return undefined;
+    }
+  };
+
+  /**
+   * Records the reply owed, submits the message and follows its job to the end; every path ends in one
+   * reply. The row comes first: once a job exists, a reply is owed for it in the store.
+   */
   const answer = async (userId: string, text: string): Promise<void> => {
-    const owner = `synology:${userId}`;
+    const owner = ownerOf(userId);
+    const reply: OwedReply = { id: randomUUID(), userId, jobId: null, language: languageOf(text), durable: false };
+    try {
+      await store().create({ id: reply.id, userId, language: reply.language });
+      reply.durable = true;
+    } catch (error) {
+      // The submit will most likely fail the same way and be apologised for; either way, reply from memory.
+      storeFailed('record a reply owed', reply)(error);
+    }
     const submit = (conversationId: string | undefined) =>
-      runtime.submit({ text, source: 'synology', owner, externalUser: userId, ...(conversationId ? { conversationId } : {}) });
+      runtime.submit({ text, source: 'synology', owner, externalUser: userId, clientMsgId: reply.id, ...(conversationId ? { conversationId } : {}) });
     let accepted;
     try {
       try {
-        accepted = await submit(conversations.get(userId));
+        accepted = await submit(await conversationOf(userId, owner));
       } catch (error) {
         if (!(error instanceof SubmitRejected && error.code === 'unknown_conversation')) throw error;
         conversations.delete(userId);
         accepted = await submit(undefined);
       }
     } catch (error) {
-      const reason = error instanceof SubmitRejected ? error.code : ((error as { reason?: string }).reason ?? 'internal');
+      const reason = error instanceof SubmitRejected ? error.code : toErrorInfo(error).reason;
       log.warn({ jobId: null, reason }, 'synology message not accepted');
-      deliver(userId, null, apology(error instanceof SubmitRejected ? error.message : undefined, text));
+      await handOver(reply, apology(error instanceof SubmitRejected ? error.message : undefined, reply.language));
       return;
     }
     conversations.set(userId, accepted.conversationId);
-    const { jobId } = accepted;
-    let answerText = '';
-    const ended = new Promise<JobEvent>((resolve) => {
-      void runtime
-        .subscribe(jobId, owner, 0, (event) => {
-          if (event.event === 'result') answerText += String(event.data.content ?? '');
-          else if (event.event === 'processing' && busy.has(String(event.data.message))) deliver(userId, jobId, String(event.data.message));
-          if (event.event === 'done' || event.event === 'error' || event.event === 'cancelled') resolve(event);
-        })
-        .then((unsubscribe) => {
-          if (unsubscribe === null) resolve({ jobId, seq: 0, event: 'error', data: { reason: 'unknown_job' }, at: new Date().toISOString() });
-        })
-        .catch((error: unknown) => {
-          resolve({ jobId, seq: 0, event: 'error', data: { reason: (error as { reason?: string }).reason ?? 'internal' }, at: new Date().toISOString() });
-        });
+    reply.jobId = accepted.jobId;
+    if (reply.durable) await store().setJob(reply.id, accepted.jobId).catch(storeFailed('record the job', reply));
+    const ending = await follow(accepted.jobId, owner, (message) => notice(userId, accepted.jobId, message));
+    await handOver(reply, replyTo(ending, reply.language));
+  };
+
+  /** A reply a stopped process owed: its remaining parts, or (still waiting) its job's ending from the journal. */
+  const resume = (row: PendingSynologyDelivery): void => {
+    const reply: OwedReply = { id: row.id, userId: row.userId, jobId: row.jobId, language: row.language, durable: true };
+    log.info(
+      { jobId: row.jobId, user: userTag(row.userId), state: row.state, nextPart: row.nextPart, parts: row.parts.length },
+      'resuming a synology delivery',
+    );
+    if (row.state === 'sending') return enqueue(row.userId, () => post(reply, row.parts, row.nextPart, row.attempts));
+    enqueue(row.userId, async () => {
+      let text: string;
+      if (row.jobId === null) {
+        // The process stopped before the message was accepted: there is no job to answer it.
+        log.warn({ jobId: null, reason: 'not_accepted' }, 'synology job failed; sending an apology');
+        text = apology(undefined, row.language);
+      } else {
+        // After a restart every job has ended (those it interrupted with `interrupted`): this is a replay.
+        text = replyTo(await follow(row.jobId, ownerOf(row.userId), null), row.language);
+      }
+      const parts = splitMessage(text);
+      await store().setParts(row.id, parts).catch(storeFailed('store a reply', reply));
+      await post(reply, parts, 0, 0);
     });
-    const end = await ended;
-    if (end.event === 'done' && answerText.trim().length > 0) {
-      deliver(userId, jobId, answerText);
+  };
+
+  const resumed = (async () => {
+    let rows: PendingSynologyDelivery[];
+    try {
+      rows = await store().pending();
+    } catch (error) {
+      log.error({ jobId: null, reason: toErrorInfo(error).reason, err: error }, 'could not read the synology replies owed from before this start');
       return;
     }
-    const reason = end.event === 'done' ? 'empty_answer' : String(end.data.reason ?? end.event);
-    log.warn({ jobId, reason }, 'synology job failed; sending an apology');
-    deliver(userId, jobId, apology(typeof end.data.message === 'string' ? end.data.message : undefined, text));
-  };
+    for (const row of rows) resume(row);
+  })();
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const address = req.socket.remoteAddress ?? 'unknown';
@@ -230,7 +386,8 @@ export function createSynologyWebhook(options: SynologyWebhookOptions): Synology
         if (userId.length === 0) return sendStatus(res, 400, { error: { type: 'bad_request', message: 'user_id is missing' } });
         sendStatus(res, 200);
         if (text.trim().length === 0) return;
-        const work = answer(userId, text).catch((error: unknown) => log.error({ err: error, jobId: null }, 'synology message failed'));
+        // Replies owed from before this start go first (a user's replies keep their order).
+        const work = resumed.then(() => answer(userId, text)).catch((error: unknown) => log.error({ err: error, jobId: null }, 'synology message failed'));
         running.add(work);
         void work.finally(() => running.delete(work));
       },
@@ -245,15 +402,37 @@ export function createSynologyWebhook(options: SynologyWebhookOptions): Synology
     while (running.size > 0) await Promise.allSettled([...running]);
   };
 
+  /** Waits for everything in `set` (also what joins it meanwhile) to settle, or until `untilMs`. */
+  const waitFor = async (set: Set<Promise<void>>, untilMs: number): Promise<void> => {
+    while (set.size > 0) {
+      const left = untilMs - Date.now();
+      if (left <= 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, left)));
+      await Promise.race([Promise.allSettled([...set]), timedOut]);
+      clearTimeout(timer);
+    }
+  };
+
+  const close = async (): Promise<void> => {
+    closed = true;
+    refusals.close();
+    abort.abort(new Error('shutting down'));
+    await Promise.allSettled([...deliveries]);
+  };
+
   return {
     handle,
     idle,
-    close: async () => {
+    resumed,
+    settle: async (untilMs) => {
       closed = true;
-      refusals.close();
-      abort.abort(new Error('shutting down'));
-      // Jobs still running end with the runtime (stopped after the transports); only deliveries are waited for.
-      await Promise.allSettled([...deliveries]);
+      // The jobs have ended: their replies are a store write away from safe, even when the grace is over.
+      await waitFor(running, Math.max(untilMs, Date.now() + HANDOVER_MS));
+      await waitFor(deliveries, untilMs);
+      if (deliveries.size > 0) log.info({ deliveries: deliveries.size }, 'grace period over: synology replies not yet posted are kept for the next start');
+      await close();
     },
+    close,
   };
 }
