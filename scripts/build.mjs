@@ -6,11 +6,13 @@
  * transformed sources, about 45 MiB of a small machine's memory for nothing (measured in `npm run bench`),
  * and it started slower. Dependencies stay in node_modules (`packages: 'external'`). Next to it go the
  * two programs the embedded database runs apart: `pglite-template.mjs` (a process that makes new
- * databases) and `pglite-worker.mjs` (its thread, plain JavaScript already).
+ * databases) and `pglite-worker.mjs` (its thread, plain JavaScript already). The web chat page goes to
+ * `dist/web/` (scripts/build-web.mjs).
  */
 import { build } from 'esbuild';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { buildWeb } from './build-web.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = `${root}dist`;
@@ -33,3 +35,4 @@ await build({
   logLevel: 'warning',
 });
 await copyFile(`${root}src/actors/store/pglite-worker.mjs`, `${dist}/pglite-worker.mjs`);
+await buildWeb(root);

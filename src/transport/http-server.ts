@@ -7,6 +7,7 @@ import { createHostCheck } from './host-check.js';
 import { createOpenAiApi } from './openai-api.js';
 import { RefusalLog } from './refusal-log.js';
 import { createSynologyWebhook, type SynologyWebhookOptions } from './synology/webhook.js';
+import { createWebPage } from './web-page.js';
 
 export interface HttpServerOptions {
   host: string;
@@ -44,6 +45,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   const refusals = new RefusalLog({ log, message: 'http request refused' });
   const synology = config.synology === null ? null : createSynologyWebhook({ runtime, log, ...options.synology });
   const openAiApi = createOpenAiApi({ config, runtime, log });
+  const webPage = createWebPage();
   const authenticate = createAuthenticator(config.auth.tokens);
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     if (!hostAllowed(req.headers.host)) {
@@ -61,6 +63,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     if (req.method === 'POST' && path === '/synology/webhook' && synology !== null) return synology.handle(req, res);
     // The OpenAI API answers its own 401 in OpenAI's error shape, which its clients read.
     if (openAiApi.handle(req, res, path)) return;
+    // The web page's files are open (it asks for the token its WebSocket needs); its data is not.
+    if (webPage.handle(req, res, path)) return;
     // Every other route needs the token when `auth.tokens` is set (DESIGN §5).
     if (authenticate(req, new URL(req.url ?? '/', 'http://localhost')) === null) {
       refusals.note(req.socket.remoteAddress, { status: 401, reason: 'unauthorized' });
