@@ -1,6 +1,9 @@
 import { once } from 'node:events';
+import { rmSync } from 'node:fs';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { JobEvent } from '../src/jobs/job-event.js';
+import { ANONYMOUS } from '../src/transport/owner-id.js';
 import { startFakeBackend, type FakeBackend, type RecordedRequest } from './fakes/fake-openai-backend.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { scriptModels } from './helpers/scripted-models.js';
@@ -108,6 +111,47 @@ describe('POST /v1/chat/completions (the official openai client)', () => {
     expect(text).not.toContain('[DONE]');
     const last = text.trim().split('\n\n').at(-1)!;
     expect(JSON.parse(last.slice('data: '.length))).toMatchObject({ error: { error_reason: expect.any(String) } });
+  });
+
+  it('is journaled after delivery: the job, once written, replays exactly the events its answer came from', async () => {
+    const seen: string[] = [];
+    const stream = await client.chat.completions.create({ model: 'deep', messages: history, stream: true }).withResponse();
+    for await (const chunk of stream.data) seen.push(chunk.choices[0]?.delta.content ?? '');
+    const jobId = stream.response.headers.get('x-switchboard-job-id')!;
+    // Written off the hot path: wait until the journal has the whole job, then replay it as its owner.
+    const replayed = await vi.waitFor(
+      async () => {
+        const events: JobEvent[] = [];
+        await gateway.runtime.subscribe(jobId, ANONYMOUS, 0, (event) => events.push(event));
+        expect(events.at(-1)?.event).toBe('done');
+        return events;
+      },
+      { timeout: 5_000, interval: 20 },
+    );
+    expect(replayed.map((event) => event.seq)).toEqual(replayed.map((_, index) => index + 1));
+    const answer = replayed.filter((event) => event.event === 'result').map((event) => String(event.data['content'])).join('');
+    expect(answer).toBe(seen.join(''));
+    expect(answer).toBe('large answer');
+    // Another caller cannot see it.
+    expect(await gateway.runtime.subscribe(jobId, 'someone-else', 0, () => undefined)).toBeNull();
+
+    // And it is in the store, not only in memory: a gateway started again on the same folder replays it.
+    const own = await startTestGateway({ classifier: small, reasoner: large });
+    let again: TestGateway | undefined;
+    try {
+      const ownClient = new OpenAI({ baseURL: `${own.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const done = await ownClient.chat.completions.create({ model: 'deep', messages: history }).withResponse();
+      const ownJobId = done.response.headers.get('x-switchboard-job-id')!;
+      await own.close({ keepData: true });
+      again = await startTestGateway({ classifier: small, reasoner: large, dataDir: own.dataDir });
+      const stored: JobEvent[] = [];
+      await again.runtime.subscribe(ownJobId, ANONYMOUS, 0, (event) => stored.push(event));
+      expect(stored.map((event) => event.event)).toEqual(['ack', 'result', 'done']);
+      expect(stored.find((event) => event.event === 'result')?.data['content']).toBe(done.data.choices[0]!.message.content);
+    } finally {
+      await again?.close();
+      rmSync(own.dataDir, { recursive: true, force: true });
+    }
   });
 
   it('a client that disconnects cancels the job: the backend sees its request closed within 100 ms', async () => {

@@ -283,12 +283,20 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       clientMsgId: clientMsgId ?? null,
       newConversation: input.conversationId === undefined,
       ...(input.externalUser === undefined ? {} : { externalUser: input.externalUser }),
+      ...(input.stateless === true ? { stateless: true } : {}),
     });
+    const spec = { jobId, owner: input.owner, conversationId, text, mode, ...(input.history === undefined ? {} : { history: input.history }) };
+    if (input.stateless === true) {
+      // Nothing to replay: the write is under way, and neither `accepted` nor the events wait for it.
+      events.openStateless(jobId, input.owner, conversationId, accepted);
+      jobs.send({ type: 'submit', spec });
+      return { jobId, conversationId, repeated: false };
+    }
     events.open(jobId, input.owner, conversationId, accepted);
     // The job starts while its message is being written: the classifier call overlaps the write. The
     // events of its start (`ack`, `processing`) join the accept in the same statement (the writer waits
     // for the end of this turn), and reach subscribers only once journaled, so never before `accepted`.
-    jobs.send({ type: 'submit', spec: { jobId, owner: input.owner, conversationId, text, mode, ...(input.history === undefined ? {} : { history: input.history }) } });
+    jobs.send({ type: 'submit', spec });
     try {
       await accepted;
     } catch (error) {

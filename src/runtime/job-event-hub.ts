@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { JobJournal } from '../actors/store/job-journal.js';
+import type { JobEnd } from '../actors/store/write-batch.js';
 import { EarlierWriteFailedError } from '../actors/store/ordered-writer.js';
 import { isStoreUnavailable } from '../actors/store/store-errors.js';
 import { toErrorInfo } from '../errors.js';
@@ -28,6 +29,8 @@ interface LiveJob {
   /** Settles with the job's accept write. */
   accepted: Promise<void>;
   acceptedOk: boolean;
+  /** Delivered at once and journaled after its end (see {@link JobEventHub.openStateless}). */
+  stateless: boolean;
 }
 
 /** What the hub tells the runtime. */
@@ -56,10 +59,11 @@ export interface JobEventHubHooks {
 export class JobEventHub {
   private readonly live = new Map<string, LiveJob>();
   /**
-   * Jobs ended by a store failure whose ending event is not written yet: a subscriber gets their events
-   * from here, ending included, until the journal has it.
+   * Ended jobs whose journal is not complete yet: ended by a store failure and their ending event not
+   * written, or stateless and being written after delivery. A subscriber gets their events from here,
+   * ending included, until the journal has them.
    */
-  private readonly repairing = new Map<string, LiveJob>();
+  private readonly unwritten = new Map<string, LiveJob>();
   /** Live jobs per owner, for the per-owner cap. */
   private readonly perOwner = new Map<string, number>();
   private readonly idle: Array<() => void> = [];
@@ -75,18 +79,38 @@ export class JobEventHub {
    * after it, and if it fails nothing of the job is ever delivered (nobody was told of it).
    */
   open(jobId: string, owner: string, conversationId: string, accepted: Promise<void>): void {
-    const job: LiveJob = { owner, conversationId, seq: 0, listeners: new Set(), events: [], ended: false, accepted, acceptedOk: false };
-    this.live.set(jobId, job);
-    this.perOwner.set(owner, (this.perOwner.get(owner) ?? 0) + 1);
+    const job = this.register(jobId, owner, conversationId, accepted, false);
     accepted.then(
       () => (job.acceptedOk = true),
       () => this.discard(jobId, job),
     );
   }
 
+  /**
+   * Registers a stateless job (the client holds the conversation; nothing will be replayed): its events
+   * reach subscribers at once, and its journal — events in order, the end with the last — is written
+   * after the terminal event has been delivered, off the hot path. `accepted` is its accept write, already
+   * under way; a failure of it or of the journal is logged, and the client keeps what it was sent.
+   */
+  openStateless(jobId: string, owner: string, conversationId: string, accepted: Promise<void>): void {
+    const job = this.register(jobId, owner, conversationId, accepted, true);
+    job.acceptedOk = true;
+    accepted.catch((error: unknown) => {
+      job.acceptedOk = false;
+      this.log.error({ jobId, reason: toErrorInfo(error).reason, err: error }, 'could not record a stateless job');
+    });
+  }
+
+  private register(jobId: string, owner: string, conversationId: string, accepted: Promise<void>, stateless: boolean): LiveJob {
+    const job: LiveJob = { owner, conversationId, seq: 0, listeners: new Set(), events: [], ended: false, accepted, acceptedOk: false, stateless };
+    this.live.set(jobId, job);
+    this.perOwner.set(owner, (this.perOwner.get(owner) ?? 0) + 1);
+    return job;
+  }
+
   /** The owner of a job that has not ended yet (or whose ending is not journaled yet), or undefined. */
   ownerOf(jobId: string): string | undefined {
-    return (this.live.get(jobId) ?? this.repairing.get(jobId))?.owner;
+    return (this.live.get(jobId) ?? this.unwritten.get(jobId))?.owner;
   }
 
   get liveCount(): number {
@@ -121,6 +145,11 @@ export class JobEventHub {
     if (terminal) job.ended = true;
     const answer = outcome?.status === 'done' && outcome.answer !== null ? { conversationId: job.conversationId, content: storableText(outcome.answer) } : undefined;
     const end = terminal && outcome !== undefined ? { outcome, answer } : undefined;
+    if (job.stateless) {
+      this.deliver(job, event);
+      if (terminal) this.journalAfterDelivery(jobId, job, end, outcome ?? defaultOutcome(event));
+      return;
+    }
     const publishedAt = performance.now();
     this.journal.append(jobId, { seq: event.seq, event: event.event, data: event.data, at: event.at }, end).then(
       () => {
@@ -138,7 +167,7 @@ export class JobEventHub {
    * the caller can let go at once — also when `afterSeq` is past the job's end.
    */
   async subscribe(jobId: string, afterSeq: number, listener: Listener): Promise<{ unsubscribe: () => void; ended: boolean }> {
-    const job = this.live.get(jobId) ?? this.repairing.get(jobId);
+    const job = this.live.get(jobId) ?? this.unwritten.get(jobId);
     if (job) {
       // Live: everything it has committed is in memory. Replay and attach in one synchronous step.
       let last = afterSeq;
@@ -169,6 +198,29 @@ export class JobEventHub {
     if (isTerminal(event.event)) this.end(jobId, job, outcome ?? defaultOutcome(event));
   }
 
+  /**
+   * A stateless job has ended and its client has every event: its events go to the journal now, in one
+   * batch behind its accept (the ordered writer commits them together), with the end on the last.
+   */
+  private journalAfterDelivery(jobId: string, job: LiveJob, end: JobEnd | undefined, outcome: JobOutcome): void {
+    this.unwritten.set(jobId, job);
+    const last = job.events.length - 1;
+    const written = job.events.map((event, index) =>
+      this.journal.append(jobId, { seq: event.seq, event: event.event, data: event.data, at: event.at }, index === last ? end : undefined),
+    );
+    // The accept's own failure is logged where it is caught (`openStateless`); the events then fail with it.
+    Promise.all([job.accepted, ...written]).then(
+      () => this.unwritten.delete(jobId),
+      (error: unknown) => {
+        this.unwritten.delete(jobId);
+        if (job.acceptedOk && !(error instanceof EarlierWriteFailedError)) {
+          this.log.error({ jobId, reason: toErrorInfo(error).reason, err: error }, 'could not journal a stateless job');
+        }
+      },
+    );
+    this.end(jobId, job, outcome);
+  }
+
   /** A job's event could not be journaled: the job ends there (see the class comment). */
   private async failed(jobId: string, job: LiveJob, event: JobEvent, error: unknown): Promise<void> {
     // If the accept failed too, the job never existed: `discard` takes care of it.
@@ -182,12 +234,12 @@ export class JobEventHub {
     const outcome: JobOutcome = { status: 'error', branch: null, modelsUsed: [], firstByteMs: null, totalMs: 0, reason, answer: null };
     this.hooks.onAbandoned(jobId);
     this.deliver(job, ending);
-    this.repairing.set(jobId, job);
+    this.unwritten.set(jobId, job);
     this.journal
       .fail(jobId, { seq: ending.seq, event: ending.event, data: ending.data, at: ending.at }, outcome)
       .catch((repairError: unknown) => this.log.error({ jobId, reason: toErrorInfo(repairError).reason, err: repairError }, 'could not record the end of a job'))
       .finally(() => {
-        if (this.repairing.get(jobId) === job) this.repairing.delete(jobId);
+        if (this.unwritten.get(jobId) === job) this.unwritten.delete(jobId);
       });
     this.end(jobId, job, outcome);
   }

@@ -29,6 +29,12 @@ export interface SubmitInput {
    * job uses them instead of a stored conversation's.
    */
   history?: Array<{ role: 'user' | 'assistant'; content: string }>;
+  /**
+   * The client holds the conversation and nothing will be replayed (the OpenAI API): `submit` resolves
+   * without waiting for the store, the job's events reach the subscriber without waiting for the journal,
+   * and the job is journaled after delivery, for the trace and the metrics.
+   */
+  stateless?: boolean;
 }
 
 export interface Accepted {

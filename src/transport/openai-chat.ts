@@ -64,7 +64,7 @@ async function run(request: ChatRequest, res: ServerResponse, runtime: Runtime, 
   }
   let jobId: string;
   try {
-    ({ jobId } = await runtime.submit({ text: request.text, history: request.history, mode: request.mode, source: 'openai', owner }));
+    ({ jobId } = await runtime.submit({ text: request.text, history: request.history, mode: request.mode, source: 'openai', owner, stateless: true }));
   } catch (error) {
     return sendOpenAiError(res, submitError(error));
   }

@@ -36,6 +36,8 @@ export interface AcceptJobInput {
   clientMsgId?: string | null;
   /** The conversation id was made for this job: nothing else of it exists yet (lets caches skip a read). */
   newConversation?: boolean;
+  /** Nobody reads this conversation back (an OpenAI API request): it is written, not cached. */
+  stateless?: boolean;
 }
 
 /** Everything persistent: conversations, jobs, the event journal, drafts and documents. */
@@ -202,7 +204,7 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
     acceptJob(input) {
       const at = now();
       const created = input.newConversation === true;
-      if (created) {
+      if (created && input.stateless !== true) {
         // Nothing of it exists yet: readers racing this write need not ask the database.
         conversations.knownEmpty(input.conversationId);
         drafts.knownEmpty(input.conversationId);
@@ -219,6 +221,7 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
         clientMsgId: input.clientMsgId ?? null,
         at,
       });
+      if (input.stateless === true) return written;
       return written.then(() => {
         conversations.remember(input.conversationId, { role: 'user', content: input.text, jobId: input.jobId, createdAt: at }, created);
         if (created) conversations.knownOwner(input.conversationId, input.owner);
