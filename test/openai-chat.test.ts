@@ -21,7 +21,8 @@ beforeAll(async () => {
   [small, large] = await Promise.all([startFakeBackend(), startFakeBackend()]);
   scriptModels(small, large, { classify: () => JSON.stringify({ action: 'route' }) });
   gateway = await startTestGateway({ classifier: small, reasoner: large });
-  authed = await startTestGateway({ classifier: small, reasoner: large, config: { auth: { tokens: [TOKEN] } } });
+  // One job in flight per owner on this one, for the 429.
+  authed = await startTestGateway({ classifier: small, reasoner: large, config: { auth: { tokens: [TOKEN] }, limits: { pendingJobsPerOwner: 1 } } });
   client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 });
 });
 afterAll(async () => {
@@ -169,6 +170,26 @@ describe('POST /v1/chat/completions (the official openai client)', () => {
     expect(record.abortedAt! - at).toBeLessThanOrEqual(100);
   });
 
+  it('429 rate_limited while the owner already has limits.pendingJobsPerOwner jobs in flight; the next one after it ends works', async () => {
+    small.enqueue({ content: ['first', 'second'], fault: 'stall_mid_stream' });
+    const ok = new OpenAI({ baseURL: `${authed.url}/v1`, apiKey: TOKEN, maxRetries: 0 });
+    const controller = new AbortController();
+    const stream = await ok.chat.completions.create({ model: 'daily', messages: history, stream: true }, { signal: controller.signal });
+    const { status, text } = await post({ model: 'daily', messages: history }, authed.url, { authorization: `Bearer ${TOKEN}` });
+    expect(status).toBe(429);
+    expect(JSON.parse(text)).toMatchObject({ error: { type: 'invalid_request_error', code: 'rate_limited' } });
+    // Hanging up cancels the first job (the SDK ends the iteration quietly on its own abort).
+    controller.abort();
+    await (async () => {
+      for await (const _ of stream);
+    })().catch(() => undefined);
+    // The cancelled job leaves the owner's count: the next request is served.
+    await vi.waitFor(async () => expect((await post({ model: 'daily', messages: history }, authed.url, { authorization: `Bearer ${TOKEN}` })).status).toBe(200), {
+      timeout: 5_000,
+      interval: 20,
+    });
+  });
+
   it('503 backend_unavailable with error_reason when the model server cannot be reached, and at once while it is down', async () => {
     large.enqueue({ fault: 'refuse' });
     const { status, text } = await post({ model: 'deep', messages: history });
@@ -187,4 +208,5 @@ describe('POST /v1/chat/completions (the official openai client)', () => {
     const ok = new OpenAI({ baseURL: `${authed.url}/v1`, apiKey: TOKEN, maxRetries: 0 });
     expect((await ok.chat.completions.create({ model: 'daily', messages: history })).choices[0]!.message.content).toBe('small answer');
   });
+
 });
