@@ -153,7 +153,8 @@ describe('POST /v1/chat/completions (the official openai client)', () => {
       await again?.close();
       rmSync(own.dataDir, { recursive: true, force: true });
     }
-  });
+    // Two more gateways on the embedded database: seconds each on a busy machine.
+  }, 60_000);
 
   it('a client that disconnects cancels the job: the backend sees its request closed within 100 ms', async () => {
     large.enqueue({ content: ['first', 'second'], fault: 'stall_mid_stream' });
