@@ -91,11 +91,16 @@ describe('access control with auth.tokens set', () => {
     expect(gateway.runtime.status().jobs).toEqual({ active: 0, pending: 0 });
   });
 
-  it('with the token, every door works: /status, the API, the WebSocket (bearer header or ?token=)', async () => {
+  it('with the token, every door works: /status, /metrics, the API, the WebSocket (bearer header or ?token=)', async () => {
     const auth = { authorization: `Bearer ${TOKEN}` };
     const status = await request(`${gateway.url}/status`, { headers: auth });
     expect(status.statusCode).toBe(200);
     expect(await status.body.json()).toMatchObject({ backends: { small: expect.any(Object), large: expect.any(Object) }, jobs: expect.any(Object) });
+
+    const metrics = await request(`${gateway.url}/metrics`, { headers: auth });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(await metrics.body.text()).toContain('# TYPE switchboard_jobs_total counter');
 
     const byQuery = await request(`${gateway.url}/status?token=${TOKEN}`);
     expect(byQuery.statusCode).toBe(200);

@@ -7,6 +7,8 @@ import type { BackendConfig } from '../config/config-schema.js';
 import type { backendMachine } from '../machines/backend-machine.js';
 import { estimateLoad, type LoadLevel, type LoadSource } from '../machines/load-estimate.js';
 import { countBusySlots } from '../machines/mailbox-plan.js';
+import type { BackendMetrics } from '../metrics/create-metrics.js';
+import { timedClient, watchSlotDrains } from '../metrics/instrument-backend.js';
 import { queueSize } from '../machines/request-queue.js';
 import { provideBackendMachine } from './provide-backend-machine.js';
 
@@ -29,6 +31,8 @@ export interface BackendRegistryDeps {
   maxAnswerChars?: number;
   /** Builds the client of a backend; tests may wrap the real one. */
   createClient?: (name: string, config: BackendConfig) => InferenceClient;
+  /** Where each backend's calls, probes and slot drains are timed (the runtime's metrics). */
+  metrics?: BackendMetrics;
 }
 
 /** Reads the liveness, load and queue of a backend actor's current snapshot. */
@@ -53,7 +57,8 @@ export class BackendRegistry {
   constructor(backends: Readonly<Record<string, BackendConfig>>, deps: BackendRegistryDeps) {
     for (const [name, config] of Object.entries(backends)) {
       const log = deps.log.child({ backend: name });
-      const client = deps.createClient?.(name, config) ?? createOpenAIClient({ ...clientOptions(config), ...(deps.maxAnswerChars === undefined ? {} : { maxAnswerChars: deps.maxAnswerChars }) });
+      const created = deps.createClient?.(name, config) ?? createOpenAIClient({ ...clientOptions(config), ...(deps.maxAnswerChars === undefined ? {} : { maxAnswerChars: deps.maxAnswerChars }) });
+      const client = deps.metrics === undefined ? created : timedClient(created, name, deps.metrics);
       const machine = provideBackendMachine({ client, model: config.model, probeTimeoutMs: Math.min(10_000, config.healthIntervalMs) });
       const actor = createActor(machine, {
         id: `backend:${name}`,
@@ -66,6 +71,7 @@ export class BackendRegistry {
       });
       // An unobserved actor error would be an uncaught exception: log it instead.
       actor.subscribe({ error: (error) => log.error({ err: error }, 'backend actor failed') });
+      if (deps.metrics !== undefined) watchSlotDrains(actor, name, deps.metrics);
       const url = maskUrlPassword(config.baseUrl);
       actor.on('backend.up', (event) => log.info({ url, model: config.model, healthMs: event.healthMs }, `backend up (${url})`));
       // The line says where and why — refused, timed out, an HTTP status, the model missing — from the

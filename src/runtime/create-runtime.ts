@@ -11,6 +11,7 @@ import type { JobEvent } from '../jobs/job-event.js';
 import { jobMachine, type JobSinkEvent } from '../machines/job-machine.js';
 import type { ReactRoundEvent } from '../machines/react-machine.js';
 import { createActorPool } from '../machines/actor-pool.js';
+import { createMetrics } from '../metrics/create-metrics.js';
 import { conversationMachine } from '../machines/conversation-machine.js';
 import { jobCounts, supervisorMachine } from '../machines/supervisor-machine.js';
 import { DEFAULT_PROMPTS_DIR, loadPrompts } from '../prompts/load-prompts.js';
@@ -67,7 +68,9 @@ type SupervisorActor = Actor<typeof supervisorMachine>;
 export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const { log } = deps;
   const now = deps.now ?? (() => new Date());
-  const backends = new BackendRegistry(config.backends, { ...deps, maxAnswerChars: config.limits.answerChars });
+  // One registry per runtime: its gauges read `status` (declared below) at each scrape.
+  const metrics = createMetrics({ status: () => status() });
+  const backends = new BackendRegistry(config.backends, { ...deps, maxAnswerChars: config.limits.answerChars, metrics: metrics.backends });
   let opened: OpenedStore | undefined;
   let hub: JobEventHub | undefined;
   let supervisor: SupervisorActor | undefined;
@@ -121,6 +124,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
         log.fatal({ err: error, reason: 'store_unavailable' }, 'the embedded database stopped');
         deps.onStoreLost?.(error);
       },
+      onWriteCommitted: metrics.journalWriteCommitted,
     });
     if (creating) {
       const seconds = ((performance.now() - openingAt) / 1000).toFixed(1);
@@ -132,8 +136,10 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
     hub = new JobEventHub(
       store.journal,
       {
-        onEnded: (jobId, outcome) =>
-          log.info({ jobId, status: outcome.status, branch: outcome.branch, reason: outcome.reason, totalMs: outcome.totalMs }, 'job ended'),
+        onEnded: (jobId, outcome) => {
+          metrics.jobEnded(outcome);
+          log.info({ jobId, status: outcome.status, branch: outcome.branch, reason: outcome.reason, totalMs: outcome.totalMs }, 'job ended');
+        },
         onAbandoned: (jobId) => cancelJob(jobId),
         errorMessage: (reason) => (reason === 'store_unavailable' ? messages.errors.storeUnavailable : messages.errors.internal),
         ...(deps.onEventCommitted ? { onCommitted: deps.onEventCommitted } : {}),
@@ -382,7 +388,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
 
   const synologyDeliveries = () => requireStarted().store.synologyDeliveries;
 
-  return { config, status, health, start, submit, cancel, subscribe, stop, synologyDeliveries };
+  return { config, status, health, start, submit, cancel, subscribe, stop, synologyDeliveries, metrics };
 }
 
 function delay(ms: number): Promise<void> {

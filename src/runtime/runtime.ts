@@ -1,6 +1,7 @@
 import type { SynologyDeliveryStore } from '../actors/store/synology-delivery-store.js';
 import type { Config } from '../config/config-schema.js';
 import type { JobEvent } from '../jobs/job-event.js';
+import type { GatewayMetrics } from '../metrics/create-metrics.js';
 import type { BackendStatus } from './backend-registry.js';
 
 /** The body of `GET /status` and of the WebSocket `status` reply (DESIGN §5). */
@@ -96,4 +97,6 @@ export interface Runtime {
   stop(graceMs?: number, options?: { beforeClose?: (graceEndsAt: number) => Promise<void> }): Promise<void>;
   /** The replies owed to Synology Chat users (the store's, once started). */
   synologyDeliveries(): SynologyDeliveryStore;
+  /** This runtime's Prometheus metrics (`GET /metrics`), and what the transports report into them. */
+  readonly metrics: GatewayMetrics;
 }

@@ -73,6 +73,19 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     }
     if (refuseBody(req, res)) return;
     if (req.method === 'GET' && path === '/status') return sendJson(res, 200, runtime.status());
+    if (req.method === 'GET' && path === '/metrics') {
+      void runtime.metrics.scrape().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': runtime.metrics.contentType, 'content-length': Buffer.byteLength(text) });
+          res.end(text);
+        },
+        (error: unknown) => {
+          log.error({ err: error, path }, 'request failed');
+          sendJson(res, 500, { error: { type: 'internal', message: 'internal error' } });
+        },
+      );
+      return;
+    }
     sendJson(res, 404, { error: { type: 'not_found', message: `no route for ${req.method} ${path}` } });
   };
   const server = createServer((req, res) => {

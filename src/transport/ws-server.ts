@@ -168,9 +168,16 @@ export function attachWebSocket(server: Server, options: WebSocketOptions): Atta
   }, heartbeatMs);
   // The heartbeat alone must not keep the process alive.
   heartbeat.unref();
+  // The metrics read the connections at each scrape: nothing is counted on the hot path.
+  const unwatch = runtime.metrics.watchWebSockets(() => {
+    let bufferedBytes = 0;
+    for (const connection of connections) bufferedBytes += connection.bufferedBytes;
+    return { connections: connections.size, bufferedBytes };
+  });
 
   const shutdown = async (): Promise<void> => {
     clearInterval(heartbeat);
+    unwatch();
     refusals.close();
     await Promise.all([...connections].map((connection) => connection.closeAndWait(1001, 'server shutting down')));
     server.off('upgrade', onUpgrade);
@@ -253,6 +260,11 @@ class Connection {
       for (const resolve of this.roomWaiters.splice(0)) resolve();
       this.log.info({ code }, 'websocket closed');
     });
+  }
+
+  /** Bytes owed to the client: unsent in the socket plus frames waiting in this connection's queue. */
+  get bufferedBytes(): number {
+    return this.queuedBytes + this.ws.bufferedAmount;
   }
 
   /**

@@ -10,6 +10,7 @@ import { expect } from 'vitest';
 import { WebSocket } from 'ws';
 import { configSchema, type Config } from '../../src/config/config-schema.js';
 import { isTerminal, type JobEvent, type JobEventName } from '../../src/jobs/job-event.js';
+import { createMetrics } from '../../src/metrics/create-metrics.js';
 import {
   SubmitRejected,
   type Accepted,
@@ -50,6 +51,8 @@ export class FakeRuntime implements Runtime {
   cancelRejectWith: SubmitRejected | null = null;
   script: (input: SubmitInput) => Step[] | null = (input) => (input.text === 'manual' ? null : DEFAULT_SCRIPT);
   private count = 0;
+  /** Real metrics over this fake's status: the endpoint reports its connections into them. */
+  readonly metrics = createMetrics({ status: () => this.status() });
 
   constructor(readonly config: Config) {}
 

@@ -11,6 +11,8 @@ export interface OrderedWriterOptions<T> {
   /** First wait before a durable item is tried again (default 250 ms), doubling up to `retryMaxMs` (5 s). */
   retryMinMs?: number;
   retryMaxMs?: number;
+  /** Sees, per item committed, how long it waited from `add` until its batch committed (the metrics). */
+  onCommitted?: (waitedMs: number) => void;
 }
 
 /** The writer; see {@link createOrderedWriter}. */
@@ -34,6 +36,8 @@ interface Entry<T> {
   item: T;
   key: string;
   durable: boolean;
+  /** `performance.now()` at `add`, when someone times the waits; else 0. */
+  addedAt: number;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -72,6 +76,11 @@ export function createOrderedWriter<T>(options: OrderedWriterOptions<T>): Ordere
   const drained: Array<() => void> = [];
 
   const settle = (entries: ReadonlyArray<Entry<T>>): void => {
+    const { onCommitted } = options;
+    if (onCommitted !== undefined) {
+      const now = performance.now();
+      for (const entry of entries) onCommitted(now - entry.addedAt);
+    }
     for (const entry of entries) {
       if (entry.durable) failed.delete(entry.key);
       entry.resolve();
@@ -193,7 +202,7 @@ export function createOrderedWriter<T>(options: OrderedWriterOptions<T>): Ordere
   const add = (item: T, durable: boolean): Promise<void> => {
     if (closing) return Promise.reject(new Error('the writer is closed'));
     return new Promise<void>((resolve, reject) => {
-      const entry = { item, key: options.keyOf(item), durable, resolve, reject };
+      const entry = { item, key: options.keyOf(item), durable, addedAt: options.onCommitted === undefined ? 0 : performance.now(), resolve, reject };
       // Durable items are waiting for the store to come back: this one waits with them.
       if (durable && parked.length > 0) {
         parked.push(entry);

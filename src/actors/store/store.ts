@@ -83,6 +83,8 @@ export interface StoreOptions {
   maxBatch?: number;
   /** How far back a repeated `clientMsgId` finds its job (default 24 h, DESIGN §4). */
   clientMsgIdWindowMs?: number;
+  /** Sees, per write committed, how long it waited in the ordered writer (the journal batch lag metric). */
+  onWriteCommitted?: (waitedMs: number) => void;
 }
 
 /** Builds the store over an open, migrated database. */
@@ -101,6 +103,7 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
     keyOf: (item) => item.jobId,
     isUnavailable: isStoreUnavailable,
     ...(options.maxBatch !== undefined && { maxBatch: options.maxBatch }),
+    ...(options.onWriteCommitted !== undefined && { onCommitted: options.onWriteCommitted }),
   });
   const journal = createJobJournal(db, writer, { now });
   const clientMsgIdWindowMs = options.clientMsgIdWindowMs ?? 24 * 60 * 60 * 1000;

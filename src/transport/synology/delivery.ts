@@ -56,6 +56,8 @@ export interface DeliveryDeps {
   clock: DeliveryClock;
   fetch: typeof fetch;
   log: Logger;
+  /** A post failed and will be tried again (the metrics' retry counter). */
+  onRetry?: () => void;
 }
 
 /** Least time between two posts (DESIGN §5). */
@@ -148,6 +150,7 @@ export async function deliverParts(deps: DeliveryDeps, input: DeliveryInput, sig
           throw new Error(error.reason);
         }
         await input.onProgress?.(index, attempt);
+        deps.onRetry?.();
         const backoff = error.waitMs ?? Math.min(BASE_BACKOFF_MS * 2 ** (attempt - 1), MAX_BACKOFF_MS);
         deps.log.warn({ ...fields, retryInMs: backoff }, 'synology post failed, retrying');
         await deps.clock.sleep(backoff, signal);

@@ -148,7 +148,7 @@ export function createSynologyWebhook(options: SynologyWebhookOptions): Synology
   if (settings === null) throw new Error('synology is not configured');
   const target: DeliveryTarget = { url: settings.incomingUrl, mode: settings.mode };
   const clock = options.clock ?? realClock;
-  const machine = createDeliveryMachine({ clock, fetch: options.fetch ?? fetch, log });
+  const machine = createDeliveryMachine({ clock, fetch: options.fetch ?? fetch, log, onRetry: () => runtime.metrics.countSynologyRetry() });
   const badTokenLimit = options.badTokenLimit ?? 5;
   const badTokenWindowMs = options.badTokenWindowMs ?? 60_000;
   const badTokens = new Map<string, { since: number; count: number }>();
