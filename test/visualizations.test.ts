@@ -1,17 +1,54 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { renderVisualizations } from '../scripts/visualizations.js';
+import { MACHINES, renderVisualizations } from '../scripts/visualizations.js';
+
+/** `visualizations/` as `npm run visualize` would write it now, compared with the committed files. */
+const files = await renderVisualizations();
 
 describe('visualizations/', () => {
-  for (const [file, expected] of renderVisualizations()) {
+  it('has a Mermaid diagram, an SVG and a JSON definition for every machine, and the index', () => {
+    const expected = MACHINES.flatMap(({ stem }) => [`${stem}.md`, `${stem}.svg`, `${stem}.json`]);
+    expect([...files.keys()].sort()).toEqual([...expected, 'README.md'].sort());
+  });
+
+  for (const [file, expected] of files) {
     it(`${file} is current (run npm run visualize after changing a machine)`, () => {
-      let actual = '';
+      let actual = '(missing)';
       try {
         actual = readFileSync(new URL(`../visualizations/${file}`, import.meta.url), 'utf8');
       } catch {
-        actual = '(missing)';
+        // Missing: compared as such, so the failure names the file.
       }
-      expect(actual).toBe(expected);
+      expect(actual === expected, `visualizations/${file} differs from what npm run visualize writes`).toBe(true);
     });
   }
+
+  it('the JSON definitions are plain data a machine config takes (ids, targets, no functions)', () => {
+    for (const { stem, machine } of MACHINES) {
+      const config = JSON.parse(files.get(`${stem}.json`)!) as { id: string };
+      expect(config.id).toBe(machine.id);
+      // Every absolute target names a state of the machine.
+      for (const [, target] of files.get(`${stem}.json`)!.matchAll(/"#([^"]+)"/g)) {
+        expect(() => machine.getStateNodeById(target!), `${stem}: #${target}`).not.toThrow();
+      }
+    }
+  });
+
+  it('draws every state, every transition label, always/after edges, guards, invokes and entry actions', () => {
+    const job = files.get('job-machine.md')!;
+    for (const text of [
+      'preRoute --> preRouted : always / preRoute',
+      'after classifyHeartbeat (2000 ms)',
+      '[and(isReportedDown, canFallBack)]',
+      'invoke readHealth',
+      'entry / emitAck',
+      'classify --> cancelled : cancel',
+      'In every state:',
+    ]) {
+      expect(job, text).toContain(text);
+    }
+    expect(job).not.toContain('(any state)');
+    const backend = files.get('backend-machine.md')!;
+    expect(backend).toContain('idle --> serving : infer.request [leadsTo(status=serving)] / acceptRequest');
+  });
 });
