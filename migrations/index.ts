@@ -7,10 +7,12 @@ import type { Migration } from 'kysely';
 import * as initial from './0001-initial.js';
 import * as owners from './0002-owners.js';
 import * as synologyDeliveries from './0003-synology-deliveries.js';
+import * as jobTrace from './0004-job-trace.js';
 
 /** All migrations, keyed by their (sortable) name. Add new ones at the end. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001-initial': initial,
   '0002-owners': owners,
   '0003-synology-deliveries': synologyDeliveries,
+  '0004-job-trace': jobTrace,
 };

@@ -1,5 +1,5 @@
 import { maskUrlPassword } from '../config/mask-secrets.js';
-import { createActor, type Actor } from 'xstate';
+import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
 import { createOpenAIClient } from '../actors/inference/openai-client.js';
 import type { InferenceClient } from '../actors/inference/types.js';
@@ -31,6 +31,8 @@ export interface BackendRegistryDeps {
   maxAnswerChars?: number;
   /** Builds the client of a backend; tests may wrap the real one. */
   createClient?: (name: string, config: BackendConfig) => InferenceClient;
+  /** Sees each backend actor and its health machine (the Stately inspector); none when absent. */
+  inspect?: (event: InspectionEvent) => void;
   /** Where each backend's calls, probes and slot drains are timed (the runtime's metrics). */
   metrics?: BackendMetrics;
 }
@@ -62,6 +64,7 @@ export class BackendRegistry {
       const machine = provideBackendMachine({ client, model: config.model, probeTimeoutMs: Math.min(10_000, config.healthIntervalMs) });
       const actor = createActor(machine, {
         id: `backend:${name}`,
+        ...(deps.inspect ? { inspect: deps.inspect } : {}),
         input: {
           name,
           concurrency: config.concurrency,

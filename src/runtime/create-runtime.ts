@@ -22,6 +22,8 @@ import { createJobActors } from './create-job-actors.js';
 import { createJobToolkit } from './create-job-toolkit.js';
 import { createToolRunner } from './create-tool-runner.js';
 import { JobEventHub } from './job-event-hub.js';
+import { JobTraceRecorder } from './job-trace-recorder.js';
+import { toTimeline, type JobTraceBody } from '../jobs/job-trace.js';
 import { hasNul, storableText } from '../storable-text.js';
 import { SubmitRejected, type Accepted, type HealthBody, type Runtime, type StatusBody, type SubmitInput, type Unsubscribe } from './runtime.js';
 
@@ -34,7 +36,10 @@ export interface RuntimeDeps {
   now?: () => Date;
   /** Shorter heartbeats and timers for tests. */
   delays?: { classifyHeartbeat?: number; streamHeartbeat?: number };
-  /** Sees every actor of the job supervisor (jobs, conversations): the Stately inspector, or tests. */
+  /**
+   * Sees every actor (the supervisor, jobs, conversations, backends and their health machines): the
+   * Stately inspector (`--inspect`), or tests. Without it no actor is inspected at all.
+   */
   inspect?: (event: InspectionEvent) => void;
   /**
    * The job supervisor crashed (a bug). Nothing can run jobs any more and XState leaves its pool
@@ -67,6 +72,8 @@ type SupervisorActor = Actor<typeof supervisorMachine>;
  */
 export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
   const { log } = deps;
+  /** The flight recorder: each job's transitions, journaled with its end. */
+  const traces = new JobTraceRecorder();
   const now = deps.now ?? (() => new Date());
   // One registry per runtime: its gauges read `status` (declared below) at each scrape.
   const metrics = createMetrics({ status: () => status() });
@@ -124,6 +131,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
         log.fatal({ err: error, reason: 'store_unavailable' }, 'the embedded database stopped');
         deps.onStoreLost?.(error);
       },
+      traceOf: (jobId) => traces.take(jobId),
       onWriteCommitted: metrics.journalWriteCommitted,
     });
     if (creating) {
@@ -151,7 +159,7 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       fromCallback<JobSinkEvent>(({ receive }) => {
         receive((event) => events.publish(event.jobId, event.payload, event.outcome));
       }),
-      { id: 'job-events' },
+      { id: 'job-events', ...(deps.inspect ? { inspect: deps.inspect } : {}) },
     ).start();
 
     tools = createToolRunner({ store, config, messages, now, log });
@@ -193,7 +201,11 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
             }),
             conversation: conversationMachine,
           },
-          deps.inspect ? { inspect: deps.inspect } : {},
+          {
+            ...(deps.inspect ? { inspect: deps.inspect } : {}),
+            // Every job records its own transitions (the flight recorder), whether or not anyone inspects.
+            inspectMember: (src, id) => (src === 'job' ? traces.inspectorFor(id.replace(/^job:/, ''), id) : undefined),
+          },
         ),
       },
     });
@@ -388,7 +400,20 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
 
   const synologyDeliveries = () => requireStarted().store.synologyDeliveries;
 
-  return { config, status, health, start, submit, cancel, subscribe, stop, synologyDeliveries, metrics };
+  const trace = async (jobId: string, owner: string): Promise<JobTraceBody | null> => {
+    const { store } = requireStarted();
+    const steps = traces.peek(jobId);
+    if (steps !== undefined) {
+      // Running here: the steps so far, for its owner only.
+      if ((await logStoreFailure(ownerOf(jobId), 'could not look up a job', jobId)) !== owner) return null;
+      return { jobId, status: 'running', transitions: toTimeline(steps) };
+    }
+    const stored = await logStoreFailure(store.getJobTrace(jobId), 'could not read a job trace', jobId);
+    if (stored === null || stored.owner !== owner) return null;
+    return { jobId, status: stored.status, transitions: toTimeline(stored.steps) };
+  };
+
+  return { config, status, health, start, submit, cancel, subscribe, stop, synologyDeliveries, trace, metrics };
 }
 
 function delay(ms: number): Promise<void> {

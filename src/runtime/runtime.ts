@@ -1,6 +1,7 @@
 import type { SynologyDeliveryStore } from '../actors/store/synology-delivery-store.js';
 import type { Config } from '../config/config-schema.js';
 import type { JobEvent } from '../jobs/job-event.js';
+import type { JobTraceBody } from '../jobs/job-trace.js';
 import type { GatewayMetrics } from '../metrics/create-metrics.js';
 import type { BackendStatus } from './backend-registry.js';
 
@@ -97,6 +98,12 @@ export interface Runtime {
   stop(graceMs?: number, options?: { beforeClose?: (graceEndsAt: number) => Promise<void> }): Promise<void>;
   /** The replies owed to Synology Chat users (the store's, once started). */
   synologyDeliveries(): SynologyDeliveryStore;
+  /**
+   * The flight recorder's timeline of a job of `owner` (the states it went through, the events between
+   * them, how long each took; never a payload): so far for a running job, as journaled for an ended one.
+   * Null for an unknown job or another owner's.
+   */
+  trace(jobId: string, owner: string): Promise<JobTraceBody | null>;
   /** This runtime's Prometheus metrics (`GET /metrics`), and what the transports report into them. */
   readonly metrics: GatewayMetrics;
 }

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Runtime } from '../runtime/create-runtime.js';
 import { createAuthenticator } from './authenticator.js';
 import { createHostCheck } from './host-check.js';
+import { handleJobTrace } from './job-trace-route.js';
 import { createOpenAiApi } from './openai-api.js';
 import { RefusalLog } from './refusal-log.js';
 import { createSynologyWebhook, type SynologyWebhookOptions } from './synology/webhook.js';
@@ -66,12 +67,14 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     // The web page's files are open (it asks for the token its WebSocket needs); its data is not.
     if (webPage.handle(req, res, path)) return;
     // Every other route needs the token when `auth.tokens` is set (DESIGN §5).
-    if (authenticate(req, new URL(req.url ?? '/', 'http://localhost')) === null) {
+    const owner = authenticate(req, new URL(req.url ?? '/', 'http://localhost'));
+    if (owner === null) {
       refusals.note(req.socket.remoteAddress, { status: 401, reason: 'unauthorized' });
       res.setHeader('www-authenticate', 'Bearer');
       return sendJson(res, 401, { error: { type: 'unauthorized', message: 'a valid bearer token is required' } });
     }
     if (refuseBody(req, res)) return;
+    if (handleJobTrace(req, res, path, owner, runtime)) return;
     if (req.method === 'GET' && path === '/status') return sendJson(res, 200, runtime.status());
     if (req.method === 'GET' && path === '/metrics') {
       void runtime.metrics.scrape().then(

@@ -132,6 +132,10 @@ export class FakeRuntime implements Runtime {
   synologyDeliveries(): never {
     throw new Error('the fake runtime has no store (Synology is not configured in these tests)');
   }
+
+  async trace(): Promise<null> {
+    return null;
+  }
 }
 
 /** Every client a test opened, terminated after the test whatever happened. */

@@ -10,6 +10,7 @@ import type { JobOutcome } from './job-store.js';
 import type { OrderedWriter } from './ordered-writer.js';
 import type { DatabaseSchema } from './schema.js';
 import type { JobEnd, StoreWrite } from './write-batch.js';
+import type { TraceStep } from '../../jobs/job-trace.js';
 
 /** One job event as journaled and replayed (the `event` frame of the WebSocket protocol minus jobId). */
 export interface JournalEvent {
@@ -53,9 +54,10 @@ const TERMINAL_EVENTS = new Set(['done', 'error', 'cancelled']);
 export function createJobJournal(
   db: Kysely<DatabaseSchema>,
   writer: OrderedWriter<StoreWrite>,
-  options: { now?: () => Date } = {},
+  options: { now?: () => Date; traceOf?: ((jobId: string) => readonly TraceStep[] | undefined) | undefined } = {},
 ): JobJournal {
   const now = options.now ?? (() => new Date());
+  const { traceOf } = options;
 
   const checked = (event: JournalEvent): { at: Date; json: string } => {
     if (!Number.isInteger(event.seq) || event.seq < 1) throw new RangeError(`bad seq ${event.seq}`);
@@ -68,12 +70,14 @@ export function createJobJournal(
   return {
     async append(jobId, event, end) {
       const { at, json } = checked(event);
-      return writer.add({ kind: 'event', jobId, seq: event.seq, event: event.event, json, at, end });
+      // The job's flight recording goes into its row with its end, in the same statement.
+      const withTrace = end !== undefined && traceOf !== undefined ? { ...end, trace: traceOf(jobId) } : end;
+      return writer.add({ kind: 'event', jobId, seq: event.seq, event: event.event, json, at, end: withTrace });
     },
 
     async fail(jobId, event, outcome) {
       const { at, json } = checked(event);
-      return writer.addDurable({ kind: 'failJob', jobId, seq: event.seq, json, at, outcome });
+      return writer.addDurable({ kind: 'failJob', jobId, seq: event.seq, json, at, outcome, trace: traceOf?.(jobId) });
     },
 
     erase: (jobId) => writer.addDurable({ kind: 'eraseJob', jobId }),

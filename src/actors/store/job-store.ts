@@ -3,6 +3,7 @@
  * live in the journal; both are written through the store's ordered writer. This file reads the rows.
  */
 import type { Kysely, Selectable } from 'kysely';
+import { parseTrace, type TraceStep } from '../../jobs/job-trace.js';
 import type { DatabaseSchema, JobSource, JobStatus, JobsTable } from './schema.js';
 
 /** How a job ended. */
@@ -45,6 +46,8 @@ export interface JobStore {
   getJob(id: string): Promise<JobRecord | null>;
   /** The newest job of `owner` made by a chat with `clientMsgId` since `since`, or null. */
   findJobByClientMsgId(owner: string, clientMsgId: string, since: Date): Promise<{ jobId: string; conversationId: string } | null>;
+  /** The job's owner, status and recorded transitions (empty when none were recorded), or null when unknown. */
+  getJobTrace(id: string): Promise<{ owner: string; status: JobStatus; steps: TraceStep[] } | null>;
 }
 
 /** Builds the job reads over `db`. */
@@ -66,6 +69,11 @@ export function createJobStore(db: Kysely<DatabaseSchema>): JobStore {
         .limit(1)
         .executeTakeFirst();
       return row === undefined ? null : { jobId: row.id, conversationId: row.conversation_id };
+    },
+
+    async getJobTrace(id) {
+      const row = await db.selectFrom('jobs').select(['owner', 'status', 'trace']).where('id', '=', id).executeTakeFirst();
+      return row === undefined ? null : { owner: row.owner, status: row.status, steps: parseTrace(row.trace) };
     },
   };
 }

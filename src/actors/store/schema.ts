@@ -70,6 +70,8 @@ export interface JobsTable {
   first_byte_ms: number | null;
   total_ms: number | null;
   finished_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /** The flight recorder's steps (`TraceStep[]`, see `src/jobs/job-trace.ts`), written with the job's end. */
+  trace: ColumnType<unknown, string | null | undefined, string | null>;
 }
 
 /** The journal: every event of every job, keyed by (job_id, seq). */

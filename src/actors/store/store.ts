@@ -18,6 +18,7 @@ import { RecentClientMsgIds } from './recent-client-msg-ids.js';
 import { createSynologyDeliveryStore, type SynologyDeliveryStore } from './synology-delivery-store.js';
 import { isStoreUnavailable, StoreUnavailableError } from './store-errors.js';
 import { writeBatch, type StoreWrite } from './write-batch.js';
+import type { TraceStep } from '../../jobs/job-trace.js';
 
 /** What is recorded, in one statement, before `accepted` is sent. */
 export interface AcceptJobInput {
@@ -83,6 +84,11 @@ export interface StoreOptions {
   maxBatch?: number;
   /** How far back a repeated `clientMsgId` finds its job (default 24 h, DESIGN §4). */
   clientMsgIdWindowMs?: number;
+  /**
+   * The flight recorder: the transitions a job took, asked for (and handed over) when its end is
+   * journaled; they are stored in its row with the end.
+   */
+  traceOf?: (jobId: string) => readonly TraceStep[] | undefined;
   /** Sees, per write committed, how long it waited in the ordered writer (the journal batch lag metric). */
   onWriteCommitted?: (waitedMs: number) => void;
 }
@@ -105,7 +111,7 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
     ...(options.maxBatch !== undefined && { maxBatch: options.maxBatch }),
     ...(options.onWriteCommitted !== undefined && { onCommitted: options.onWriteCommitted }),
   });
-  const journal = createJobJournal(db, writer, { now });
+  const journal = createJobJournal(db, writer, { now, traceOf: options.traceOf });
   const clientMsgIdWindowMs = options.clientMsgIdWindowMs ?? 24 * 60 * 60 * 1000;
   const recentClientMsgIds = new RecentClientMsgIds(clientMsgIdWindowMs);
 
@@ -162,6 +168,7 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
     clearCache: conversations.clearCache,
 
     getJob: jobs.getJob,
+    getJobTrace: jobs.getJobTrace,
     async findJobByClientMsgId(owner, clientMsgId, since) {
       const known = recentClientMsgIds.find(owner, clientMsgId, since);
       const found = known === undefined ? await jobs.findJobByClientMsgId(owner, clientMsgId, since) : known;

@@ -6,6 +6,7 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { DatabaseSchema, JobSource } from './schema.js';
 import type { JobOutcome } from './job-store.js';
+import type { TraceStep } from '../../jobs/job-trace.js';
 
 /** A job accepted: its conversation (created or touched), its `running` row and the user's message. */
 export interface AcceptWrite {
@@ -25,6 +26,8 @@ export interface AcceptWrite {
 export interface JobEnd {
   outcome: JobOutcome;
   answer?: { conversationId: string; content: string } | undefined;
+  /** The transitions the job took (the flight recorder), stored in the job row with its end. */
+  trace?: readonly TraceStep[] | undefined;
 }
 
 /** One journal event; `json` is its data as jsonb text. */
@@ -60,6 +63,8 @@ export interface FailJobWrite {
   json: string;
   at: Date;
   outcome: JobOutcome;
+  /** The transitions the job took so far (the flight recorder). */
+  trace?: readonly TraceStep[] | undefined;
 }
 
 /** The repair after an accept that may have committed although it was reported failed: the job is removed. */
@@ -131,11 +136,11 @@ function batchStatement(items: readonly StoreWrite[]): RawBuilder<unknown> | nul
       const o = ended?.end.outcome;
       return sql`(${a.jobId}, ${a.conversationId}, ${a.source}, ${a.mode}, ${a.owner}, ${a.clientMsgId}, ${o?.status ?? 'running'},
         ${o?.reason ?? null}, ${o?.branch ?? null}, ${JSON.stringify(o?.modelsUsed ?? [])}, ${roundMs(o?.firstByteMs)}, ${roundMs(o?.totalMs)},
-        ${a.at}, ${ended?.at ?? null})`;
+        ${a.at}, ${ended?.at ?? null}, ${traceJson(ended?.end.trace)})`;
     });
     parts.push(sql`j as (
       insert into jobs (id, conversation_id, source, mode, owner, client_msg_id, status, reason, branch, models_used,
-        first_byte_ms, total_ms, created_at, finished_at)
+        first_byte_ms, total_ms, created_at, finished_at, trace)
       values ${sql.join(rows)})`);
   }
   if (messages.length > 0) {
@@ -151,12 +156,12 @@ function batchStatement(items: readonly StoreWrite[]): RawBuilder<unknown> | nul
       ([jobId, { end, at }]) =>
         sql`(${jobId}::text, ${end.outcome.status}::text, ${end.outcome.reason ?? null}::text, ${end.outcome.branch ?? null}::text,
           ${JSON.stringify(end.outcome.modelsUsed ?? [])}::jsonb, ${roundMs(end.outcome.firstByteMs)}::integer,
-          ${roundMs(end.outcome.totalMs)}::integer, ${at}::timestamptz)`,
+          ${roundMs(end.outcome.totalMs)}::integer, ${at}::timestamptz, ${traceJson(end.trace)}::jsonb)`,
     );
     parts.push(sql`f as (
       update jobs as j set status = v.status, reason = v.reason, branch = v.branch, models_used = v.models_used,
-        first_byte_ms = v.first_byte_ms, total_ms = v.total_ms, finished_at = v.finished_at
-      from (values ${sql.join(rows)}) as v(id, status, reason, branch, models_used, first_byte_ms, total_ms, finished_at)
+        first_byte_ms = v.first_byte_ms, total_ms = v.total_ms, finished_at = v.finished_at, trace = v.trace
+      from (values ${sql.join(rows)}) as v(id, status, reason, branch, models_used, first_byte_ms, total_ms, finished_at, trace)
       where j.id = v.id and j.status = 'running')`);
   }
   const saved = [...drafts.values()].filter((d) => d.json !== null);
@@ -185,7 +190,7 @@ async function failJob(db: Kysely<DatabaseSchema>, repair: FailJobWrite): Promis
       on conflict (job_id, seq) do update set event = excluded.event, data = excluded.data, at = excluded.at)
     update jobs set status = ${outcome.status}, reason = ${outcome.reason ?? null}, branch = ${outcome.branch ?? null},
       models_used = ${JSON.stringify(outcome.modelsUsed ?? [])}, first_byte_ms = ${roundMs(outcome.firstByteMs)},
-      total_ms = ${roundMs(outcome.totalMs)}, finished_at = ${repair.at}
+      total_ms = ${roundMs(outcome.totalMs)}, finished_at = ${repair.at}, trace = coalesce(${traceJson(repair.trace)}::jsonb, trace)
     where id = ${jobId}`.execute(db);
 }
 
@@ -194,6 +199,11 @@ async function eraseJob(db: Kysely<DatabaseSchema>, repair: EraseJobWrite): Prom
     with events as (delete from job_events where job_id = ${repair.jobId}),
     said as (delete from messages where job_id = ${repair.jobId})
     delete from jobs where id = ${repair.jobId}`.execute(db);
+}
+
+/** A trace as jsonb text, or null when the job brought none. */
+function traceJson(trace: readonly TraceStep[] | undefined): string | null {
+  return trace === undefined ? null : JSON.stringify(trace);
 }
 
 // The columns are integers; latencies measured with performance.now() carry fractions.
