@@ -4,7 +4,7 @@
  * and the Synology webhook — direct, routed, failing, cancelled mid-stream — and the counters and
  * histogram counts move by exactly what ran, with bounded labels; the gauges are read at each scrape.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -143,6 +143,7 @@ describe('GET /metrics', () => {
 
   it('parses as Prometheus text with every metric typed, the process metrics, and each backend in the gauges', async () => {
     const families = await scrape();
+    expect([...families.keys()].filter((name) => name.startsWith('switchboard_')).sort()).toEqual(Object.keys(OWN_METRICS).sort());
     for (const [name, type] of Object.entries(OWN_METRICS)) {
       expect(families.get(name)?.type, name).toBe(type);
       expect(families.get(name)?.help, name).toEqual(expect.any(String));
@@ -248,6 +249,13 @@ describe('GET /metrics', () => {
     const closed = await until('the connection gone', scrape, (families) => sampleValue(families, 'switchboard_websocket_connections') === 0);
     expect(sampleValue(closed, 'switchboard_jobs_in_flight', { state: 'active' })).toBe(0);
     for (const backend of ['small', 'large']) expect(sampleValue(closed, 'switchboard_backend_queue_running', { backend })).toBe(0);
+  });
+});
+
+describe('the metrics docs', () => {
+  it('the README lists every metric in a table row of its own', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    for (const [name, type] of Object.entries(OWN_METRICS)) expect(readme, name).toMatch(new RegExp(`^\\| \`${name}\` \\| ${type} \\|`, 'm'));
   });
 });
 
