@@ -10,15 +10,19 @@
  * Every wait is on a DOM condition; none is a sleep.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { request } from 'node:http';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer, request } from 'node:http';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.js';
 import { CALENDAR_NAME, CALENDAR_SLUG, FIXED_NOW, seedCalendar, TIME_ZONE } from './helpers/calendar-seeds.js';
-import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { startTestGateway, testBackend, TestClient, type TestGateway } from './helpers/gateway.js';
 import { scriptModels } from './helpers/scripted-models.js';
 import { startRadicale, type Radicale } from './helpers/start-radicale.js';
+import { createWebPage } from '../src/transport/web-page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOTS = new URL('../test-results/screenshots/', import.meta.url).pathname;
@@ -26,7 +30,9 @@ const TOKEN = 'web-page-test-token';
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 /** Generous: a loaded machine runs two test files at once. Nothing here waits this long when it works. */
-const WAIT_MS = 15_000;
+const WAIT_MS = 30_000;
+/** A browser test takes 2–6 s here; on a machine busy with other work, many times that. */
+const TEST_MS = 120_000;
 
 const DRAFT = { title: '회의', date: '2026-11-26', time: '15:00' };
 
@@ -51,23 +57,27 @@ beforeAll(async () => {
     reason: (text) =>
       text.includes('slow') ? { fault: 'slow_drip', content: ['drip '] } : { content: ['Hello ', 'from ', 'the ', 'reasoner.'], chunkDelayMs: 5 },
   });
+  // The tests' short backend timeouts, made long: a slow answer runs until the test cancels it, and a
+  // machine busy with other work must not end it first.
+  const patient = (fake: FakeBackend) => ({ ...testBackend(fake), timeoutMs: 60_000, streamDeadlineMs: 120_000, idleTimeoutMs: 60_000 });
+  const backends = { small: patient(small), large: patient(large) };
   const tools = { calendar: { url: radicale.url, user: radicale.user, password: radicale.password, calendar: CALENDAR_NAME } };
   const persona = { name: '이드', locale: 'ko', timeZone: TIME_ZONE };
   // The calendar tests' fixed "now" (Wednesday 2026-11-25 in Seoul), so "tomorrow" is the draft's date.
   const deps = { now: () => FIXED_NOW };
   [gateway, authed] = await Promise.all([
-    startTestGateway({ classifier: small, reasoner: large, config: { tools, persona }, deps }),
-    startTestGateway({ classifier: small, reasoner: large, config: { auth: { tokens: [TOKEN] } } }),
+    startTestGateway({ classifier: small, reasoner: large, config: { backends, tools, persona }, deps }),
+    startTestGateway({ classifier: small, reasoner: large, config: { backends, auth: { tokens: [TOKEN] } } }),
   ]);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   mkdirSync(SCREENSHOTS, { recursive: true });
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await browser?.close();
   await Promise.all([gateway?.close(), authed?.close()]);
   await Promise.all([small?.close(), large?.close(), radicale?.close()]);
-});
+}, 60_000);
 
 /** A fresh browser profile (its own localStorage) at `size`, in `locale`. */
 async function openPage(url: string, options: { locale?: string; size?: typeof DESKTOP } = {}): Promise<{ context: BrowserContext; page: Page }> {
@@ -123,7 +133,7 @@ async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: `${SCREENSHOTS}${name}.png`, fullPage: false });
 }
 
-describe('GET / and its files', () => {
+describe('GET / and its files', { timeout: TEST_MS }, () => {
   it('serves the built page with its content type, a strict CSP, nosniff and no-cache; other methods 405, unknown files 404', async () => {
     const page = await fetch(`${gateway.url}/`);
     expect(page.status).toBe(200);
@@ -165,6 +175,25 @@ describe('GET / and its files', () => {
     }
   });
 
+  it('without the build: 503 with a one-line JSON body saying how to build it', async () => {
+    const missing = mkdtempSync(join(tmpdir(), 'sb-web-missing-'));
+    const webPage = createWebPage({ dir: missing });
+    const server = createHttpServer((req, res) => {
+      if (!webPage.handle(req, res, req.url ?? '/')) res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+      expect(response.status).toBe(503);
+      const body = await response.text();
+      expect(body).not.toContain('\n');
+      expect(JSON.parse(body)).toEqual({ error: { type: 'web_page_missing', message: expect.stringContaining('npm run build') } });
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(missing, { recursive: true, force: true });
+    }
+  });
+
   it('behind auth the page itself is open, its data is not', async () => {
     expect((await fetch(`${authed.url}/`)).status).toBe(200);
     expect((await fetch(`${authed.url}/app.js`)).status).toBe(200);
@@ -172,7 +201,7 @@ describe('GET / and its files', () => {
   });
 });
 
-describe('the page in Chromium', () => {
+describe('the page in Chromium', { timeout: TEST_MS }, () => {
   it('sends with Enter (Shift+Enter is a new line), streams the answer, and lists each backend in the status panel', async () => {
     const { context, page } = await openPage(gateway.url);
     try {
@@ -282,6 +311,8 @@ describe('the page in Chromium', () => {
       expect(text).toMatch(/^(drip )+/);
       await answers(page).nth(1).locator('button.cancel').click();
       await answerEnds(page, 1, 'cancelled');
+      // Nothing doubled or missed across the reload.
+      expect(await answers(page).nth(1).locator('.text').textContent()).toBe(await journaledAnswer(await storedJobId(page, 1)));
 
       await page.locator('#clear').click();
       expect(await page.locator('#log li').count()).toBe(0);
@@ -296,6 +327,31 @@ describe('the page in Chromium', () => {
       expect(JSON.stringify(large.chatRequests.at(-1)!.body!.messages)).not.toContain('remember this');
     } finally {
       await context.close();
+    }
+  });
+
+  it('the connection drops mid-answer: the page reconnects, subscribes after the last seq it saw, and shows the whole answer once', async () => {
+    const proxy = await startProxy(gateway.url);
+    const { context, page } = await openPage(proxy.url);
+    try {
+      await connected(page);
+      expect(proxy.upgrades()).toBe(1);
+      await send(page, 'slow, and then the line breaks');
+      await runningText(page, 'drip drip'.length);
+      const shown = (await answers(page).first().locator('.text').textContent())!.length;
+      proxy.dropAll();
+      // A new socket through the same address, and the answer goes on growing there.
+      await proxy.waitForUpgrades(2);
+      await connected(page);
+      await runningText(page, shown + 10);
+      await answers(page).first().locator('button.cancel').click();
+      await answerEnds(page, 0, 'cancelled');
+      // Nothing doubled or missed across the drop: the page shows what the journal holds.
+      const jobId = await storedJobId(page, 0);
+      expect(await answers(page).first().locator('.text').textContent()).toBe(await journaledAnswer(jobId));
+    } finally {
+      await context.close();
+      await proxy.close();
     }
   });
 
@@ -340,8 +396,85 @@ describe('web/', () => {
     const result = spawnSync(process.execPath, [tsc, '--noEmit', '-p', project], { encoding: 'utf8' });
     expect(result.stdout + result.stderr).toBe('');
     expect(result.status).toBe(0);
-  }, 60_000);
+  }, TEST_MS);
 });
+
+/** The job id of the nth answer, as the page keeps it in localStorage. */
+async function storedJobId(page: Page, nth: number): Promise<string> {
+  const stored = JSON.parse(String(await page.evaluate('localStorage.getItem("switchboard.conversation")'))) as {
+    messages: Array<{ role: string; jobId?: string }>;
+  };
+  const jobId = stored.messages.filter((message) => message.role === 'assistant')[nth]?.jobId;
+  if (typeof jobId !== 'string') throw new Error(`no job id stored for answer ${nth}`);
+  return jobId;
+}
+
+/** The answer of a finished job as the gateway journaled it (its `result` chunks, replayed by `subscribe`). */
+async function journaledAnswer(jobId: string): Promise<string> {
+  const client = await TestClient.connect(gateway.wsUrl);
+  try {
+    client.send({ type: 'subscribe', jobId });
+    await client.finished(jobId);
+    return client.answer(jobId);
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * A TCP relay on a loopback port in front of `target`: the page is loaded through it, and `dropAll`
+ * breaks every connection at once (a network drop) while the relay keeps listening for the reconnect.
+ * It counts the WebSocket upgrades that pass.
+ */
+async function startProxy(target: string) {
+  const { hostname, port } = new URL(target);
+  const open = new Set<Socket>();
+  let upgrades = 0;
+  let onUpgrade: (() => void) | null = null;
+  const server = createServer((client) => {
+    const upstream = connect(Number(port), hostname);
+    open.add(client).add(upstream);
+    client.once('data', (head: Buffer) => {
+      if (!head.toString('latin1').startsWith('GET /ws')) return;
+      upgrades += 1;
+      onUpgrade?.();
+    });
+    for (const [from, to] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      from.pipe(to);
+      from.on('error', () => to.destroy());
+      from.on('close', () => {
+        open.delete(from);
+        to.destroy();
+      });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    upgrades: () => upgrades,
+    waitForUpgrades: (count: number) =>
+      new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (upgrades < count) return;
+          onUpgrade = null;
+          resolve();
+        };
+        onUpgrade = check;
+        check();
+      }),
+    dropAll: () => {
+      for (const socket of open) socket.destroy();
+    },
+    close: async () => {
+      for (const socket of open) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
 /** GETs `path` exactly as written (fetch would normalize `..` away) and returns the status. */
 function rawGet(base: string, path: string): Promise<number> {

@@ -50,12 +50,12 @@ interface LoadedFile {
 /**
  * Serves the web chat page (DESIGN §5 `GET /`) from `dist/web/`, built by `npm run build` / `npm start`.
  * The page itself needs no token: it holds nothing private, and asks the user for the token its data
- * (the WebSocket) needs. The files are read once, at the first request that finds them all; while the
- * build is missing every route answers 503 with a one-line JSON body saying how to build it.
+ * (the WebSocket) needs. The files are read once, at start (or, when the build was missing then, at the
+ * first request that finds them all); while the build is missing every route answers 503 with a one-line
+ * JSON body saying how to build it.
  */
 export function createWebPage(options: { dir?: string } = {}): WebPage {
   const dir = options.dir ?? WEB_DIST;
-  let files: Map<string, LoadedFile> | null = null;
   const load = (): Map<string, LoadedFile> | null => {
     try {
       const loaded = new Map<string, LoadedFile>();
@@ -68,6 +68,8 @@ export function createWebPage(options: { dir?: string } = {}): WebPage {
       return null;
     }
   };
+  // Read at start, so a later rebuild (which empties dist/ first) does not take the page away mid-run.
+  let files = load();
   return {
     handle(req, res, path) {
       if (!Object.hasOwn(FILES, path)) return false;
