@@ -1,5 +1,4 @@
-import { getShortestPaths, getSimplePaths } from '@xstate/graph';
-import { createActor, SimulatedClock, type AnyActorRef, type SnapshotFrom } from 'xstate';
+import { createActor, SimulatedClock, type AnyActorRef } from 'xstate';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createOpenAIClient } from '../src/actors/inference/openai-client.js';
 import type { BackendEvent } from '../src/machines/backend-machine.js';
@@ -8,15 +7,13 @@ import { provideBackendMachine } from '../src/runtime/provide-backend-machine.js
 import { startFakeBackend, type FakeBackend, type FakeReply } from './fakes/fake-openai-backend.js';
 import { until } from './helpers/backend-actor.js';
 import { request, type TestRequester } from './helpers/requester.js';
-import { inertRequester, walkableBackendMachine, walkableHealthMachine } from './helpers/walkable-backend.js';
+import { healthPaths as shortestHealthPaths, healthValue, mailboxKey, mailboxPaths, type BackendSnapshot, type HealthSnapshot } from './helpers/backend-paths.js';
 
 /**
  * Model-based tests of the backend machine and its health sub-machine: paths are generated from the
- * machines with @xstate/graph and each one is driven against a real backend actor talking to the fake.
+ * machines with @xstate/graph (`helpers/backend-paths.ts`, shared with the graph coverage test) and
+ * each one is driven against a real backend actor talking to the fake.
  */
-
-type BackendSnapshot = SnapshotFrom<typeof walkableBackendMachine>;
-type HealthSnapshot = SnapshotFrom<typeof walkableHealthMachine>;
 
 let fake: FakeBackend;
 beforeAll(async () => {
@@ -53,50 +50,8 @@ function realBackend(
 
 // ---------------------------------------------------------------- mailbox
 
-const MAX_REQUESTS = 3;
-
-/** What the mailbox is: its state, each slot's status and request, who waits. The walk and the check use the same. */
-const mailboxKey = (snapshot: BackendSnapshot): string =>
-  JSON.stringify([
-    snapshot.value,
-    snapshot.context.slots.map((slot) => (slot.status === 'idle' ? 'idle' : `${slot.status}:${slot.requestId}`)),
-    snapshot.context.queue.foreground.map((entry) => entry.event.requestId),
-  ]);
-
-const error = { code: 'cancelled', reason: 'cancelled', retryable: false, message: 'cancelled' };
-
-/**
- * The events the system can be made to produce: a request arrives; a running request completes or is
- * cancelled (its slot drains); a draining request's abort settles; a waiting request is cancelled.
- */
-function mailboxEvents(snapshot: BackendSnapshot): BackendEvent[] {
-  const { context } = snapshot;
-  const events: BackendEvent[] = [];
-  // An abort settles at once (the client destroys its socket): nothing else can happen before it.
-  const draining = context.slots.flatMap((slot, index) =>
-    slot.status === 'draining' ? [{ type: 'call.failed' as const, slot: index, requestId: slot.requestId, error }] : [],
-  );
-  if (draining.length > 0) return draining;
-  const n = context.queue.nextSeq;
-  if (n < MAX_REQUESTS) {
-    events.push({ type: 'infer.request', requestId: `r${n}`, priority: 'foreground', kind: 'stream', request: { messages: [] }, replyTo: inertRequester });
-  }
-  context.slots.forEach((slot, index) => {
-    if (slot.status === 'running') {
-      events.push({ type: 'call.done', slot: index, requestId: slot.requestId, result: { content: 'ok', toolCalls: [], finishReason: 'stop' }, at: 0 });
-      events.push({ type: 'infer.cancel', requestId: slot.requestId });
-    }
-  });
-  for (const entry of context.queue.foreground) events.push({ type: 'infer.cancel', requestId: entry.event.requestId });
-  return events;
-}
-
 for (const concurrency of [1, 2]) {
-  const paths = getSimplePaths(walkableBackendMachine, {
-    input: { name: 'walk', concurrency, maxBackgroundWaitMs: 60_000, healthIntervalMs: 60_000 },
-    events: mailboxEvents as never,
-    serializeState: (snapshot) => `${mailboxKey(snapshot as BackendSnapshot)}${(snapshot as BackendSnapshot).context.queue.nextSeq}`,
-  });
+  const paths = mailboxPaths(concurrency);
 
   describe(`mailbox with concurrency ${concurrency}: ${paths.length} simple paths`, () => {
     it('reaches every state and drains slots', () => {
@@ -178,29 +133,7 @@ for (const concurrency of [1, 2]) {
 
 // ---------------------------------------------------------------- health
 
-const healthValue = (snapshot: HealthSnapshot): string => JSON.stringify(snapshot.value);
-
-function healthEvents(snapshot: HealthSnapshot): Array<{ type: string; [key: string]: unknown }> {
-  const health = healthValue(snapshot);
-  const fast = { type: 'xstate.done.actor.probe', output: { healthMs: 1, statusReport: null } };
-  const slow = { type: 'xstate.done.actor.probe', output: { healthMs: 500, statusReport: null } };
-  const failed = { type: 'xstate.error.actor.probe', error: { reason: 'backend_unavailable' } };
-  if (health.includes('probing') || health === '"unknown"') {
-    // A slow probe can only make the rule ask for a ping once the baseline has settled.
-    return snapshot.context.measures.samples >= 5 ? [fast, slow, failed] : [fast, failed];
-  }
-  if (health === '{"up":"waiting"}') return [{ type: 'xstate.after.healthInterval.health.up.waiting' }];
-  if (health === '{"down":"waiting"}') return [{ type: 'xstate.after.healthInterval.health.down.waiting' }];
-  if (health === '{"up":"pinging"}') return [{ type: 'ping.measured', latencyMs: 50 }, { type: 'ping.failed' }];
-  return [];
-}
-
-const idleView = () => ({ busySlots: 0, waiting: 0, lastActivityAt: 0 });
-const healthPaths = getShortestPaths(walkableHealthMachine, {
-  input: { name: 'walk', healthIntervalMs: 60_000, now: Date.now, backend: inertRequester, view: idleView },
-  events: healthEvents as never,
-  serializeState: (snapshot) => `${healthValue(snapshot as HealthSnapshot)}${Math.min((snapshot as HealthSnapshot).context.measures.samples, 6)}`,
-});
+const healthPaths = shortestHealthPaths();
 
 describe(`health machine: ${healthPaths.length} shortest paths`, () => {
   it('reaches every health state', () => {

@@ -1,131 +1,23 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getSimplePaths } from '@xstate/graph';
-import { createActor, fromCallback, fromPromise, type AnyActorRef, type InspectionEvent, type SnapshotFrom } from 'xstate';
+import type { AnyActorRef, InspectionEvent } from 'xstate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jobMachine } from '../src/machines/job-machine.js';
-import { loadPrompts } from '../src/prompts/load-prompts.js';
-import { testToolkit } from './helpers/job-toolkit.js';
+import { CLASSIFICATIONS, gatewayJobWalks, sink, stateKey, type JobSnapshot } from './helpers/job-paths.js';
 import { startFakeBackend, type FakeBackend, type FakeReply } from './fakes/fake-openai-backend.js';
 import { seedDocuments, startTestGateway, TestClient, type TestGateway } from './helpers/gateway.js';
 import { classifiedText, lastUserText } from './helpers/scripted-models.js';
 
 /**
  * Model-based test of the job machine: simple paths are generated from the machine with @xstate/graph
+ * (`helpers/job-paths.ts`, shared with the graph coverage test)
  * for three kinds of message (one the classifier must judge, one pre-routed to the system status, one
  * pre-routed to the document tool), each path is turned into a script for the two fake model servers
  * (and a moment to cancel), driven through the running gateway, and the states the real job actor goes
  * through must be the path's states.
  */
 
-type JobSnapshot = SnapshotFrom<typeof jobMachine>;
-
-const prompts = await loadPrompts(undefined, { name: 'Eid', locale: 'en' });
-const toolkit = testToolkit(prompts);
-
-const noop = (): void => {};
-const walkable = jobMachine.provide({
-  actors: {
-    loadConversation: fromPromise(() => new Promise(noop)),
-    infer: fromCallback(noop),
-    runTool: fromPromise(() => new Promise(noop)),
-    saveDraft: fromPromise(() => new Promise(noop)),
-    clearDraft: fromPromise(() => new Promise(noop)),
-    describeStatus: fromPromise(() => new Promise(noop)),
-    readHealth: fromPromise(() => new Promise(noop)),
-  },
-  actions: { reportFinished: noop },
-});
-const sink = createActor(fromCallback(noop)).start();
-
-/** What the classifier may answer, by name: the walk offers each, the script replays the chosen one. */
-const CLASSIFICATIONS: Record<string, string> = {
-  ready: JSON.stringify({ action: 'direct', response: 'A ready answer.' }),
-  direct: JSON.stringify({ action: 'direct' }),
-  clarify: JSON.stringify({ action: 'clarify', response: 'Which one?' }),
-  route: JSON.stringify({ action: 'route' }),
-  document: JSON.stringify({ action: 'tools', tool: 'document', operation: 'search', params: { query: 'budget' } }),
-  calendar: JSON.stringify({ action: 'tools', tool: 'calendar', operation: 'today', params: {} }),
-};
-const result = (content: string) => ({ content, toolCalls: [], finishReason: 'stop' });
-const failure = { code: 'backend_unavailable', reason: 'backend_unavailable', retryable: true, message: 'x' };
-/** A classifier that answered, but not in the protocol: asked again as a stream (unlike one that is down). */
-const garbled = { code: 'backend_protocol_error', reason: 'backend_protocol_error', retryable: false, message: 'x' };
-const stateKey = (snapshot: JobSnapshot): string => JSON.stringify(snapshot.value);
-const isStreaming = (key: string): boolean => key.includes('"streaming"') || key.includes('"fallback"') || key.includes('modeStream');
-
-/**
- * Events the running system can be made to produce, by state. Left out, because no script can produce
- * them on demand: a store that fails (errors of loadConversation, describeStatus), a tool
- * that times out or throws, and drafts (calendar is not configured here, so no draft is ever made).
- */
-function producible(snapshot: JobSnapshot): Array<{ type: string; [key: string]: unknown }> {
-  const key = stateKey(snapshot);
-  if (key === '"ack"') return [{ type: 'xstate.done.actor.loadConversation', output: { history: [], draft: null } }];
-  if (key.includes('classify')) {
-    return [
-      ...Object.entries(CLASSIFICATIONS).map(([name, content]) => ({ type: 'infer.done', requestId: 'r', result: result(content), name })),
-      { type: 'infer.error', requestId: 'r', error: failure },
-      { type: 'infer.error', requestId: 'r', error: garbled },
-      { type: 'cancel' },
-    ];
-  }
-  // The fakes are up and idle: a reasoner reported down or busy is covered by the fail-fast tests.
-  if (key.includes('"checkHealth"')) return [{ type: 'xstate.done.actor.readHealth', output: { state: 'up', load: 'idle' } }];
-  if (isStreaming(key)) {
-    const events: Array<{ type: string; [key: string]: unknown }> = [
-      { type: 'infer.done', requestId: 'r', result: result('x') },
-      { type: 'infer.error', requestId: 'r', error: failure },
-      { type: 'cancel' },
-    ];
-    if (!snapshot.context.streamed) events.push({ type: 'infer.chunk', requestId: 'r', text: 'x' });
-    return events;
-  }
-  if (key === '"systemStatus"') return [{ type: 'xstate.done.actor.describeStatus', output: 'status text' }];
-  if (key.includes('"running"')) {
-    const c = snapshot.context.classification;
-    const document = c?.action === 'tools' && c.tool === 'document';
-    return [
-      {
-        type: 'xstate.done.actor.runTool',
-        output: document
-          ? { ok: true, data: [{ id: 'd' }], summary: 'found', payload: '[]', sources: [{ id: 'd', title: 'D' }] }
-          : { ok: false, reason: 'tool_not_configured', message: 'not configured' },
-      },
-    ];
-  }
-  if (key.includes('"phrasing"')) return [{ type: 'infer.done', requestId: 'r', result: result('phrased') }, { type: 'infer.error', requestId: 'r', error: failure }];
-  return [];
-}
-
-const MESSAGES = { judged: 'tell me about it', status: 'system status', document: 'search documents for budget' };
-
-const walks = Object.entries(MESSAGES).flatMap(([kind, text]) =>
-  getSimplePaths(walkable, {
-    input: {
-      jobId: 'walk',
-      conversationId: 'walk',
-      text,
-      mode: 'auto',
-      roles: { classifier: 'small', reasoner: 'large' },
-      modeBackend: null,
-      fallbackToClassifier: true,
-      sink,
-      toolkit,
-      supervisor: sink,
-    },
-    events: producible as never,
-    serializeState: (snapshot) => {
-      const s = snapshot as JobSnapshot;
-      const c = s.context.classification;
-      return JSON.stringify([s.value, s.context.streamed, s.context.classifierDown, c?.action, c?.action === "tools" ? c.tool : null, s.context.tool?.ok]);
-    },
-  })
-    // Only whole stories: paths that end the job.
-    .filter((path) => path.state.status === 'done')
-    .map((path) => ({ kind, text, path })),
-);
+const walks = gatewayJobWalks();
 
 /** One path as a script: what each fake answers and when the client cancels. */
 interface Script {

@@ -1,71 +1,21 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getSimplePaths } from '@xstate/graph';
-import { fromCallback, fromPromise, type AnyActorRef, type InspectionEvent, type SnapshotFrom } from 'xstate';
+import type { AnyActorRef, InspectionEvent } from 'xstate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { reactMachine } from '../src/machines/react-machine.js';
+import { gatewayReactWalks, stateKey, type ReactSnapshot, type WalkEvent } from './helpers/react-paths.js';
 import { startFakeBackend, type FakeBackend, type FakeReply, type FakeRequestBody } from './fakes/fake-openai-backend.js';
 import { seedDocuments, startTestGateway, testBackend, TestClient, type TestGateway } from './helpers/gateway.js';
 import { classifiedText } from './helpers/scripted-models.js';
 
 /**
  * Model-based test of the ReAct machine, like the job machine's: simple paths are generated from the
- * machine with @xstate/graph, each path becomes a script of the fake reasoner's replies, round by round,
+ * machine with @xstate/graph (`helpers/react-paths.ts`, shared with the graph coverage test), each path becomes a script of the fake reasoner's replies, round by round,
  * the message goes through the running gateway (reasoner with `tools: true`, documents in the store), and
  * the states the real loop actor goes through must be the path's states.
  */
 
-type ReactSnapshot = SnapshotFrom<typeof reactMachine>;
-type WalkEvent = { type: string; name?: string; [key: string]: unknown };
-
-const noop = (): void => {};
-const walkable = reactMachine.provide({
-  actors: { infer: fromCallback(noop), runTool: fromPromise(() => new Promise(noop)) },
-  actions: { forwardToParent: noop, forwardAnswer: noop, reportRound: noop },
-});
-
-const call = (name: string, args: object) => ({ id: `c-${name}`, type: 'function', function: { name, arguments: JSON.stringify(args) } });
-const done = (name: string, content: string, toolCalls: unknown[]): WalkEvent => ({
-  type: 'infer.done',
-  requestId: 'r',
-  name,
-  result: { content, toolCalls, finishReason: toolCalls.length > 0 ? 'tool_calls' : 'stop' },
-  timing: { queuedMs: 0, firstByteMs: 1, totalMs: 1 },
-});
-const failure: WalkEvent = { type: 'infer.error', requestId: 'r', name: 'error', error: { code: 'backend_unavailable', reason: 'backend_unavailable', retryable: true, message: 'x' } };
-const stateKey = (snapshot: ReactSnapshot): string => JSON.stringify(snapshot.value);
-
-/**
- * Events the running system can be made to produce, by state. Left out: a search that fails or times out
- * (the document store answers), and queue places (the fake reasoner is never busy). A final round's chunks
- * leave the state as it is, so its `infer.done` is scripted as a streamed answer.
- */
-function producible(snapshot: ReactSnapshot): WalkEvent[] {
-  const key = stateKey(snapshot);
-  if (key === '"toolRound"') {
-    return [
-      done('search', '', [call('search', { query: 'budget' })]),
-      done('unknownTool', '', [call('calendar', {})]),
-      done('answer', 'An answer without searching.', []),
-      failure,
-    ];
-  }
-  if (key.includes('"calling"')) {
-    return [{ type: 'xstate.done.actor.runTool', output: { ok: true, data: [], summary: 's', payload: '[]', sources: [{ id: 'budget.md', title: 'Budget' }] } }];
-  }
-  if (key === '"finalRound"') return [done('final', 'x', []), failure];
-  return [];
-}
-
-const walks = getSimplePaths(walkable, {
-  input: { jobId: 'walk', backend: 'large', messages: [{ role: 'user', content: 'x' }], text: 'x' },
-  events: producible as never,
-  serializeState: (snapshot) => {
-    const s = snapshot as ReactSnapshot;
-    return JSON.stringify([s.value, s.context.round, s.context.calls.length]);
-  },
-}).filter((path) => path.state.status === 'done');
+const walks = gatewayReactWalks();
 
 /** The fake reasoner's replies for a path, in the order it is asked. */
 function repliesOf(events: WalkEvent[]): FakeReply[] {
