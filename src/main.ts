@@ -8,6 +8,7 @@ import { maskSecrets, maskUrlPassword } from './config/mask-secrets.js';
 import { createLogger } from './log.js';
 import { PACKAGE_ROOT } from './package-root.js';
 import { createRuntime } from './runtime/create-runtime.js';
+import { inspectorNotice, startStatelyInspector, type StatelyInspector } from './inspect/stately-inspector.js';
 import { startGateway } from './transport/start-gateway.js';
 
 /** `npm start [-- options]` (see `--help`): load the config, start the runtime and the server, stop cleanly on a signal. */
@@ -39,6 +40,17 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger();
+  // `--inspect`: the relay first, so the actors' first events have somewhere to go. Off by default, and
+  // then no actor is given an inspector at all.
+  let inspector: StatelyInspector | undefined;
+  if (command.inspect !== undefined) {
+    try {
+      inspector = await startStatelyInspector({ port: command.inspect });
+    } catch (error) {
+      process.stderr.write(`switchboard: --inspect: cannot listen on 127.0.0.1:${command.inspect}: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.exit(1);
+    }
+  }
 
   let http: Awaited<ReturnType<typeof startGateway>> | undefined;
   let stopping = false;
@@ -52,6 +64,7 @@ async function main(): Promise<void> {
     // store; then close the connections and flush the logs.
     await runtime.stop(graceMs, { beforeClose: async (graceEndsAt) => http?.settle(graceEndsAt) });
     await http?.close();
+    await inspector?.stop();
     log.info('stopped');
     log.flush();
     process.exit(exitCode);
@@ -59,6 +72,7 @@ async function main(): Promise<void> {
 
   const runtime = createRuntime(config, {
     log,
+    ...(inspector ? { inspect: inspector.inspect } : {}),
     // Let it crash: a restarted process ends the jobs it left running with `interrupted`.
     onFatal: () => {
       log.flush();
@@ -86,6 +100,7 @@ async function main(): Promise<void> {
     },
     'switchboard listening',
   );
+  if (inspector) log.info({ inspector: inspector.pageUrl }, inspectorNotice(inspector));
   const implied = impliedSettings(config);
   if (implied.length > 0) log.info({ implied }, `not in the config, so: ${implied.join('; ')}`);
 

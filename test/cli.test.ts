@@ -13,7 +13,7 @@ describe('npm start', () => {
   it('--help lists every option and the environment variables, and exits 0', async () => {
     const run = await runScript('src/main.ts', ['--help']);
     expect(run.code).toBe(0);
-    for (const option of ['-c, --config PATH', '--print-config', '-h, --help', '-v, --version']) expect(run.stdout).toContain(option);
+    for (const option of ['-c, --config PATH', '--print-config', '--inspect[=PORT]', '-h, --help', '-v, --version']) expect(run.stdout).toContain(option);
     for (const variable of ['DATABASE_URL', 'SWITCHBOARD_PORT', 'SWITCHBOARD_TOKEN', 'SYNOLOGY_TOKEN', 'LOG_LEVEL']) expect(run.stdout).toContain(variable);
     expect(run.stderr).toBe('');
   });
