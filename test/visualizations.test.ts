@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { createMachine } from 'xstate';
+import { allStates, allTransitions, stateTree } from '../scripts/state-tree.js';
 import { MACHINES, renderVisualizations } from '../scripts/visualizations.js';
 
 /** `visualizations/` as `npm run visualize` would write it now, compared with the committed files. */
@@ -31,6 +33,17 @@ describe('visualizations/', () => {
       for (const [, target] of files.get(`${stem}.json`)!.matchAll(/"#([^"]+)"/g)) {
         expect(() => machine.getStateNodeById(target!), `${stem}: #${target}`).not.toThrow();
       }
+    }
+  });
+
+  it('each JSON definition makes the same machine again with createMachine (as Stately imports it)', () => {
+    const shape = (tree: ReturnType<typeof stateTree>) => ({
+      states: allStates(tree).map((state) => [state.id, state.type, state.initial, state.invokes.map((invoke) => invoke.src)]),
+      transitions: allTransitions(tree).map((t) => [t.source, t.eventType, t.targets, t.actions, t.reenter]),
+    });
+    for (const { stem, machine } of MACHINES) {
+      const imported = createMachine(JSON.parse(files.get(`${stem}.json`)!) as never);
+      expect(shape(stateTree(imported)), stem).toEqual(shape(stateTree(machine)));
     }
   });
 
