@@ -19,10 +19,13 @@ import { chromium, type Browser, type BrowserContext, type Locator, type Page } 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.js';
 import { CALENDAR_NAME, CALENDAR_SLUG, FIXED_NOW, seedCalendar, TIME_ZONE } from './helpers/calendar-seeds.js';
-import { startTestGateway, testBackend, TestClient, type TestGateway } from './helpers/gateway.js';
+import { seedDocuments, startTestGateway, testBackend, TestClient, type TestGateway } from './helpers/gateway.js';
 import { scriptModels } from './helpers/scripted-models.js';
 import { startRadicale, type Radicale } from './helpers/start-radicale.js';
 import { createWebPage } from '../src/transport/web-page.js';
+import { applyEvent } from '../web/src/apply-event.js';
+import { newExchange } from '../web/src/conversation-store.js';
+import { pickStrings } from '../web/src/strings.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOTS = new URL('../test-results/screenshots/', import.meta.url).pathname;
@@ -42,6 +45,7 @@ let large: FakeBackend;
 let gateway: TestGateway;
 let authed: TestGateway;
 let browser: Browser;
+let dataDir: string | undefined;
 
 beforeAll(async () => {
   radicale = await startRadicale();
@@ -65,8 +69,10 @@ beforeAll(async () => {
   const persona = { name: '이드', locale: 'ko', timeZone: TIME_ZONE };
   // The calendar tests' fixed "now" (Wednesday 2026-11-25 in Seoul), so "tomorrow" is the draft's date.
   const deps = { now: () => FIXED_NOW };
+  dataDir = mkdtempSync(join(tmpdir(), 'sb-web-page-'));
+  await seedDocuments(dataDir, [{ id: 'plans/budget.md', title: 'Budget 2026', body: 'The budget for 2026 is 12 000 euros for hardware.' }]);
   [gateway, authed] = await Promise.all([
-    startTestGateway({ classifier: small, reasoner: large, config: { backends, tools, persona }, deps }),
+    startTestGateway({ classifier: small, reasoner: large, dataDir, config: { backends, tools, persona }, deps }),
     startTestGateway({ classifier: small, reasoner: large, config: { backends, auth: { tokens: [TOKEN] } } }),
   ]);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
@@ -77,6 +83,7 @@ afterAll(async () => {
   await browser?.close();
   await Promise.all([gateway?.close(), authed?.close()]);
   await Promise.all([small?.close(), large?.close(), radicale?.close()]);
+  if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
 }, 60_000);
 
 /** A fresh browser profile (its own localStorage) at `size`, in `locale`. */
@@ -355,6 +362,19 @@ describe('the page in Chromium', { timeout: TEST_MS }, () => {
     }
   });
 
+  it('a document search lists its sources under the answer', async () => {
+    const { context, page } = await openPage(gateway.url);
+    try {
+      await connected(page);
+      await send(page, 'search documents for budget');
+      const answer = await answerEnds(page, 0, 'done');
+      expect(await answer.locator('.sources h3').textContent()).toBe('Sources');
+      expect(await answer.locator('.sources li').allTextContents()).toEqual(['Budget 2026']);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('behind auth.tokens: asks for the token, says so when it is wrong, then works and keeps it over a reload', async () => {
     const { context, page } = await openPage(authed.url, { size: PHONE });
     try {
@@ -385,6 +405,68 @@ describe('the page in Chromium', { timeout: TEST_MS }, () => {
     } finally {
       await context.close();
     }
+  });
+});
+
+describe('the page when the model servers are down', { timeout: TEST_MS }, () => {
+  // Last in the file: the gateway remembers the backends as down until their next health probe.
+  it('shows the failed job as a sentence, not a code', async () => {
+    const { context, page } = await openPage(gateway.url);
+    await Promise.all([small.setDown(true), large.setDown(true)]);
+    try {
+      await connected(page);
+      await send(page, 'anyone there?');
+      const answer = await answerEnds(page, 0, 'error');
+      expect(await answer.locator('.error').textContent()).toBe('The model server cannot be reached right now. Try again later.');
+      await screenshot(page, 'desktop-error');
+    } finally {
+      await Promise.all([small.setDown(false), large.setDown(false)]);
+      await context.close();
+    }
+  });
+});
+
+describe('applyEvent (the page applying job events to an answer)', () => {
+  const en = pickStrings('en-GB');
+  const ko = pickStrings('ko-KR');
+  const at = (seq: number, event: string, data: Record<string, unknown> = {}) => ({ type: 'event' as const, jobId: 'j', seq, event, data });
+
+  it('notices while waiting, the chunks, sources, a draft and the end; a replayed seq is skipped', () => {
+    const [, answer] = newExchange('m1', 'hello');
+    answer.state = 'running';
+    expect(applyEvent(answer, at(1, 'ack'), en)).toBe(true);
+    applyEvent(answer, at(2, 'queued', { position: 3 }), en);
+    expect(answer.notice).toBe('Waiting in line (position 3)…');
+    applyEvent(answer, at(3, 'processing', { message: 'Thinking…' }), en);
+    expect(answer.notice).toBe('Thinking…');
+    applyEvent(answer, at(4, 'result', { content: 'Hel' }), en);
+    expect(answer.notice).toBeNull();
+    // A replay after a resubscribe may cross the live stream: the same seq is applied once.
+    expect(applyEvent(answer, at(4, 'result', { content: 'Hel' }), en)).toBe(false);
+    applyEvent(answer, at(5, 'processing', { message: 'Still writing…' }), en);
+    expect(answer.notice).toBeNull();
+    applyEvent(answer, at(6, 'result', { content: 'lo' }), en);
+    applyEvent(answer, at(7, 'sources', { items: [{ id: 'a', title: 'A' }, 'junk'] }), en);
+    applyEvent(answer, at(8, 'confirm', { draft: { title: 'Dentist' } }), en);
+    applyEvent(answer, at(9, 'done'), en);
+    expect(answer).toMatchObject({ state: 'done', text: 'Hello', lastSeq: 9, sources: [{ id: 'a', title: 'A' }], draft: { title: 'Dentist' } });
+  });
+
+  it('an error is a sentence in the page language; an unknown reason keeps the gateway own sentence', () => {
+    const [, known] = newExchange('m2', 'x');
+    applyEvent(known, at(1, 'error', { reason: 'tool_timeout', message: 'ignored' }), ko);
+    expect(known).toMatchObject({ state: 'error', error: '도구(캘린더, 메일, 문서)의 응답이 너무 늦었어요.' });
+    const [, unknown] = newExchange('m3', 'x');
+    applyEvent(unknown, at(1, 'error', { reason: 'something_new', message: 'The gateway says why.' }), en);
+    expect(unknown.error).toBe('The gateway says why.');
+    const [, lost] = newExchange('m4', 'x');
+    lost.state = 'error';
+    lost.error = en.lost;
+    // A resubscribe first answered unknown_job and then found after all: live again.
+    applyEvent(lost, at(5, 'result', { content: 'more' }), en);
+    expect(lost).toMatchObject({ state: 'running', error: null });
+    expect(pickStrings(undefined).lang).toBe('en');
+    expect(pickStrings('KO').lang).toBe('ko');
   });
 });
 

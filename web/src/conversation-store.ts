@@ -36,6 +36,13 @@ export interface Conversation {
   messages: Message[];
 }
 
+/** What the store uses of `localStorage` (narrow, so the page's logic also runs in Node tests). */
+export interface KeyValueStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
 /** A conversation longer than this keeps its latest messages only (localStorage holds a few MB). */
 const MAX_MESSAGES = 400;
 
@@ -45,7 +52,7 @@ const MAX_MESSAGES = 400;
  */
 export class ConversationStore {
   constructor(
-    private readonly storage: Storage,
+    private readonly storage: KeyValueStorage,
     private readonly key = 'switchboard.conversation',
   ) {}
 
