@@ -61,7 +61,9 @@ function renderState(state: TreeState, indent: string, lines: string[]): void {
   }
   lines.push(`${indent}subgraph ${quote(cluster(state.id))} {`);
   lines.push(`${indent}  label=${quote(label(state), 'l')}; style="rounded${state.type === 'parallel' ? ',dashed' : ''}"; color="#555555";`);
-  lines.push(`${indent}  ${quote(start(state.id))} [shape=point, width=0.12, label=""];`);
+  // A parallel state has no initial state: its dot is only where arrows attach, so it is not drawn.
+  const dot = state.type === 'parallel' ? 'style=invis, width=0.01' : 'width=0.12';
+  lines.push(`${indent}  ${quote(start(state.id))} [shape=point, ${dot}, label=""];`);
   for (const child of state.children) renderState(child, `${indent}  `, lines);
   if (state.initial !== null) {
     const initial = state.children.find((child) => child.id === state.initial)!;

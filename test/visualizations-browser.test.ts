@@ -2,7 +2,9 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allStates, stateTree } from '../scripts/state-tree.js';
+import { treeToMermaid } from '../scripts/mermaid-diagram.js';
 import { MACHINES } from '../scripts/visualizations.js';
+import { sampleMachine } from './helpers/sample-machine.js';
 import { jobMachine } from '../src/machines/job-machine.js';
 
 /**
@@ -31,8 +33,10 @@ describe('visualizations/ in Chromium', () => {
     const page = await browser.newPage();
     await page.setContent('<!doctype html><html><body></body></html>');
     await page.addScriptTag({ path: new URL('../node_modules/mermaid/dist/mermaid.min.js', import.meta.url).pathname });
-    for (const { stem } of MACHINES) {
-      const text = mermaidBlock(readFileSync(visualization(`${stem}.md`), 'utf8'));
+    const diagrams = MACHINES.map(({ stem }) => ({ stem, text: mermaidBlock(readFileSync(visualization(`${stem}.md`), 'utf8')) }));
+    // And parallel regions, which no machine here has yet.
+    diagrams.push({ stem: 'sample-parallel', text: treeToMermaid(stateTree(sampleMachine)) });
+    for (const { stem, text } of diagrams) {
       expect(text, stem).toMatch(/^stateDiagram-v2\n/);
       const outcome = await page.evaluate(
         async ({ text, id }) => {
@@ -50,7 +54,7 @@ describe('visualizations/ in Chromium', () => {
         },
         { text, id: `d-${stem}` },
       );
-      expect(outcome, `${stem}.md`).toEqual({ parsed: true, svg: expect.any(Number), error: null });
+      expect(outcome, stem).toEqual({ parsed: true, svg: expect.any(Number), error: null });
       expect(outcome.svg, stem).toBeGreaterThan(1000);
     }
     await page.close();

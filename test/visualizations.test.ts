@@ -1,8 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createMachine } from 'xstate';
+import { treeToDot } from '../scripts/dot-diagram.js';
+import { treeToMermaid } from '../scripts/mermaid-diagram.js';
 import { allStates, allTransitions, stateTree } from '../scripts/state-tree.js';
 import { MACHINES, renderVisualizations } from '../scripts/visualizations.js';
+import { sampleMachine } from './helpers/sample-machine.js';
 
 /** `visualizations/` as `npm run visualize` would write it now, compared with the committed files. */
 const files = await renderVisualizations();
@@ -63,5 +66,17 @@ describe('visualizations/', () => {
     expect(job).not.toContain('(any state)');
     const backend = files.get('backend-machine.md')!;
     expect(backend).toContain('idle --> serving : infer.request [leadsTo(status=serving)] / acceptRequest');
+  });
+
+  it('draws parallel regions, exit actions, nested invokes and after in milliseconds (a sample machine)', () => {
+    const tree = stateTree(sampleMachine);
+    const mermaid = treeToMermaid(tree);
+    expect(mermaid).toMatch(/state "playing" as playing \{\n    state "audio" as playing_audio \{[\s\S]*\n    --\n    state "lyrics" as playing_lyrics \{/);
+    for (const text of ['exit / stopClock', 'playing_audio_loading : invoke loadTrack', 'after 1500 ms (re-enter)', 'always [ended]', 'error load']) {
+      expect(mermaid, text).toContain(text);
+    }
+    const dot = treeToDot(tree);
+    expect(dot).toContain('subgraph "cluster_player.playing" {');
+    expect(dot).toContain('style="rounded,dashed"');
   });
 });
