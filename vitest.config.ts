@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The reliability suite has its own config and command (vitest.reliability.config.ts).
+    exclude: [...configDefaults.exclude, 'test/reliability/**'],
     setupFiles: ['test/setup/fail-on-stopped-actor-warnings.ts'],
     globalSetup: ['test/setup/build-bundle.ts'],
     testTimeout: 20_000,
