@@ -246,6 +246,9 @@ describe('the page in Chromium', { timeout: TEST_MS }, () => {
       const answer = answers(page).first();
       // Several pieces arrived while the job still runs: the answer streams.
       await runningText(page, 'drip drip drip'.length - 1, 'drip drip drip');
+      // The status panel is live: a later poll shows the running job and the reasoner's busy slot.
+      await page.locator('#status-jobs', { hasText: 'Jobs: 1 running, 0 waiting' }).waitFor();
+      await page.locator('#status-list li[data-backend="large"] .queue', { hasText: '1 running, 0 waiting' }).waitFor();
       const cancel = answer.locator('button.cancel');
       await cancel.focus();
       await page.keyboard.press('Enter');
