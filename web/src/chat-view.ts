@@ -1,5 +1,6 @@
 import type { AnswerMessage, Message } from './conversation-store.js';
 import type { Strings } from './strings.js';
+import { attachJobTrace } from './job-trace.js';
 
 export interface ChatViewActions {
   cancel(answer: AnswerMessage): void;
@@ -92,6 +93,7 @@ export class ChatView {
       nodes.sources.append(element('h3', undefined, strings.sources), list);
     }
     this.updateDraft(answer, nodes);
+    if (answer.jobId !== null && (answer.state === 'done' || answer.state === 'error' || answer.state === 'cancelled')) attachJobTrace(nodes.item, answer.jobId);
     // The job runs and has an id to cancel by.
     const cancellable = answer.state === 'running' && answer.jobId !== null;
     if (!cancellable) this.keepFocus(nodes.cancel);
