@@ -10,6 +10,7 @@ import { MAX_TRACE_STEPS, stateName, toTimeline } from '../src/jobs/job-trace.js
 import { ALWAYS, JobTraceRecorder } from '../src/runtime/job-trace-recorder.js';
 import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.js';
 import { startTestGateway, TestClient, type TestGateway } from './helpers/gateway.js';
+import { eventually } from './helpers/frames.js';
 import { runScript } from './helpers/run-script.js';
 import { scriptModels } from './helpers/scripted-models.js';
 
@@ -80,6 +81,8 @@ describe('a routed job cancelled mid-stream', () => {
   let gateway: TestGateway;
   let jobId: string;
   let dataDir: string;
+  /** GET /jobs/:id/trace while the answer streamed. */
+  let live: { status: number; body: JobTraceBody };
 
   beforeAll(async () => {
     [small, large] = await Promise.all([startFakeBackend(), startFakeBackend()]);
@@ -93,6 +96,8 @@ describe('a routed job cancelled mid-stream', () => {
     ({ jobId } = await client.chat(TEXT));
     // Streaming: the first piece of the answer has arrived.
     await client.waitFor((frame) => frame.type === 'event' && frame.jobId === jobId && frame.event === 'result');
+    const response = await fetch(`${gateway.url}/jobs/${jobId}/trace`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    live = { status: response.status, body: (await response.json()) as JobTraceBody };
     client.send({ type: 'cancel', jobId });
     const events = await client.finished(jobId);
     expect(events.at(-1)?.event).toBe('cancelled');
@@ -131,6 +136,30 @@ describe('a routed job cancelled mid-stream', () => {
     // Types and times only: never the message or a streamed piece.
     expect(text).not.toContain('secret plan');
     expect(text).not.toContain('"content"');
+  });
+
+  it('while the job runs, GET /jobs/:id/trace answers its steps so far', () => {
+    expect(live.status).toBe(200);
+    expect(live.body.status).toBe('running');
+    expect(live.body.transitions.at(-1)).toMatchObject({ state: 'route.streaming.waiting', ms: null, leftOn: null });
+  });
+
+  it('a stateless OpenAI API job is traced too, once its journal is written after delivery', async () => {
+    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ model: 'daily', messages: [{ role: 'user', content: 'a direct question' }] }),
+    });
+    expect(response.status).toBe(200);
+    await response.text();
+    const id = response.headers.get('x-switchboard-job-id')!;
+    let body: JobTraceBody | undefined;
+    await eventually(async () => {
+      const answer = await getTrace(id, TOKEN);
+      body = answer.status === 200 ? (JSON.parse(answer.text) as JobTraceBody) : undefined;
+      return body?.status === 'done';
+    }, 'the stateless job journaled');
+    expect(body!.transitions.map((entry) => entry.state)).toEqual(['ack', 'preRoute', 'modeStream.waiting', 'complete', 'done']);
   });
 
   it('is 404 for another owner, an unknown job, and 401 without a token', async () => {
