@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assign, createActor, createMachine, setup } from 'xstate';
 import type { JobTraceBody } from '../src/jobs/job-trace.js';
 import { MAX_TRACE_STEPS, stateName, toTimeline } from '../src/jobs/job-trace.js';
-import { ALWAYS, JobTraceRecorder } from '../src/runtime/job-trace-recorder.js';
+import { JobTraceRecorder } from '../src/runtime/job-trace-recorder.js';
 import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.js';
 import { startTestGateway, TestClient, type TestGateway } from './helpers/gateway.js';
 import { eventually } from './helpers/frames.js';
@@ -21,7 +21,7 @@ const TEXT = 'please think hard about the secret plan 7f3q';
 const CHUNK_DELAY_MS = 30;
 
 describe('JobTraceRecorder', () => {
-  it('records each change of state value with the event that caused it, eventless steps marked, and hands them over once', () => {
+  it('records the state each event left the actor in, with the event, skips re-entries, and hands the steps over once', () => {
     const machine = setup({ types: { events: {} as { type: 'go' } | { type: 'tick' } | { type: 'stop' } } }).createMachine({
       id: 'demo',
       initial: 'idle',
@@ -38,29 +38,37 @@ describe('JobTraceRecorder', () => {
       },
     });
     const recorder = new JobTraceRecorder();
-    const actor = createActor(machine, { id: 'job:j1', inspect: recorder.inspectorFor('j1', 'job:j1') }).start();
+    const recording = recorder.recording(machine);
+    const actor = createActor(recording, { id: 'job:j1' }).start();
     actor.send({ type: 'go' });
     for (let i = 0; i < 5; i += 1) actor.send({ type: 'tick' });
+    expect(actor.getSnapshot().context.ticks).toBe(5);
+    // `passing` is passed through within the `go` step: the step is where the event left the actor.
     expect(recorder.peek('j1')?.map(({ state, event }) => [state, event])).toEqual([
       ['idle', 'xstate.init'],
-      ['passing', 'go'],
-      ['working.waiting', ALWAYS],
+      ['working.waiting', 'go'],
     ]);
     actor.send({ type: 'stop' });
     const steps = recorder.take('j1');
     expect(steps?.map(({ state, event }) => [state, event]).at(-1)).toEqual(['finished', 'stop']);
     expect(recorder.take('j1')).toBeUndefined();
-    expect(recorder.size).toBe(0);
   });
 
   it('forgets a job whose steps nobody took once it has stopped, and keeps the final state past the cap', async () => {
     const machine = createMachine({ initial: 'a', states: { a: { on: { flip: 'b', end: 'done' } }, b: { on: { flip: 'a', end: 'done' } }, done: { type: 'final' } } });
     const recorder = new JobTraceRecorder();
-    const actor = createActor(machine, { id: 'job:j2', inspect: recorder.inspectorFor('j2', 'job:j2') }).start();
+    const recording = recorder.recording(machine);
+    const actor = createActor(recording, { id: 'job:j2' }).start();
     for (let i = 0; i < MAX_TRACE_STEPS + 10; i += 1) actor.send({ type: 'flip' });
     expect(recorder.peek('j2')).toHaveLength(MAX_TRACE_STEPS);
     actor.send({ type: 'end' });
     expect(recorder.peek('j2')?.at(-1)).toMatchObject({ state: 'done', event: 'end' });
+    await Promise.resolve();
+    expect(recorder.size).toBe(0);
+    expect(recorder.peek('j2')).toBeUndefined();
+    // A stopped actor is forgotten too.
+    const stopped = createActor(recording, { id: 'job:j3' }).start();
+    stopped.stop();
     await Promise.resolve();
     expect(recorder.size).toBe(0);
   });
@@ -121,10 +129,11 @@ describe('a routed job cancelled mid-stream', () => {
     const body = JSON.parse(text) as JobTraceBody;
     expect(body).toMatchObject({ jobId, status: 'cancelled' });
     const states = body.transitions.map((entry) => entry.state);
-    expect(states).toEqual(['ack', 'preRoute', 'preRouted', 'classify.waiting', 'branch', 'route.checkHealth', 'route.streaming.waiting', 'cancelled']);
+    expect(states).toEqual(['ack', 'classify.waiting', 'route.checkHealth', 'route.streaming.waiting', 'cancelled']);
     const at = (state: string) => body.transitions.find((entry) => entry.state === state)!;
+    expect(at('ack').leftOn).toBe('xstate.done.actor.loadConversation');
     expect(at('classify.waiting').leftOn).toBe('infer.done');
-    expect(at('branch').leftOn).toBe(ALWAYS);
+    expect(at('route.checkHealth').leftOn).toBe('xstate.done.actor.readHealth');
     expect(at('cancelled')).toMatchObject({ event: 'cancel', ms: null, leftOn: null });
     // Every state but the last has a duration; they add up to the time from the first to the last step.
     const durations = body.transitions.slice(0, -1).map((entry) => entry.ms);
@@ -159,7 +168,7 @@ describe('a routed job cancelled mid-stream', () => {
       body = answer.status === 200 ? (JSON.parse(answer.text) as JobTraceBody) : undefined;
       return body?.status === 'done';
     }, 'the stateless job journaled');
-    expect(body!.transitions.map((entry) => entry.state)).toEqual(['ack', 'preRoute', 'modeStream.waiting', 'complete', 'done']);
+    expect(body!.transitions.map((entry) => entry.state)).toEqual(['ack', 'modeStream.waiting', 'done']);
   });
 
   it('is 404 for another owner, an unknown job, and 401 without a token', async () => {
@@ -174,7 +183,7 @@ describe('a routed job cancelled mid-stream', () => {
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     const lines = run.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(new RegExp(`^job ${jobId} \\(cancelled\\), 8 states in \\d+ ms, from `));
+    expect(lines[0]).toMatch(new RegExp(`^job ${jobId} \\(cancelled\\), 5 states in \\d+ ms, from `));
     const order = ['classify.waiting', 'route.checkHealth', 'route.streaming.waiting', 'cancelled'].map((state) => lines.findIndex((line) => line.includes(` ${state} `) || line.endsWith(` ${state}`) || line.includes(` ${state}  `)));
     expect(order.every((index) => index > 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);

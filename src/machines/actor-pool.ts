@@ -17,11 +17,6 @@ export interface PoolMemberFailedEvent {
 export interface ActorPoolOptions {
   /** Sees every member's actor system (the owner's inspector, so one inspector sees everything). */
   inspect?: (event: InspectionEvent) => void;
-  /**
-   * An inspector of one member's own (the flight recorder's per-job collector), given its logic's name
-   * and id at spawn; it sees the member's actor system beside `inspect`.
-   */
-  inspectMember?: (src: string, id: string) => ((event: InspectionEvent) => void) | undefined;
 }
 
 /**
@@ -51,11 +46,10 @@ export function createActorPool<TLogics extends Record<string, AnyActorLogic>>(l
             stopAll();
             throw new Error(`actor pool: "${command.id}" already exists`);
           }
-          const inspect = memberInspector(options, command.src, command.id);
           const actor = createActor(logics[command.src] as AnyActorLogic, {
             id: command.id,
             input: command.input,
-            ...(inspect ? { inspect } : {}),
+            ...(options.inspect ? { inspect: options.inspect } : {}),
           });
           members.set(command.id, actor);
           actor.subscribe({
@@ -80,15 +74,4 @@ export function createActorPool<TLogics extends Record<string, AnyActorLogic>>(l
     });
     return stopAll;
   });
-}
-
-/** The inspector a member gets: its own, the pool's, both, or none (then XState does no inspection work). */
-function memberInspector(options: ActorPoolOptions, src: string, id: string): ((event: InspectionEvent) => void) | undefined {
-  const own = options.inspectMember?.(src, id);
-  const shared = options.inspect;
-  if (own === undefined || shared === undefined) return own ?? shared;
-  return (event) => {
-    own(event);
-    shared(event);
-  };
 }

@@ -183,7 +183,9 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
       actors: {
         pool: createActorPool(
           {
-            job: jobMachine.provide({
+            // Every job records the states it went through (the flight recorder), inspected or not.
+            job: traces.recording(
+              jobMachine.provide({
               actors: jobActors,
               actions: {
                 logFailure: ({ context, event }) => {
@@ -198,14 +200,11 @@ export function createRuntime(config: Config, deps: RuntimeDeps): Runtime {
                 },
               },
               ...(deps.delays ? { delays: deps.delays } : {}),
-            }),
+              }),
+            ),
             conversation: conversationMachine,
           },
-          {
-            ...(deps.inspect ? { inspect: deps.inspect } : {}),
-            // Every job records its own transitions (the flight recorder), whether or not anyone inspects.
-            inspectMember: (src, id) => (src === 'job' ? traces.inspectorFor(id.replace(/^job:/, ''), id) : undefined),
-          },
+          deps.inspect ? { inspect: deps.inspect } : {},
         ),
       },
     });
