@@ -20,6 +20,9 @@ import { z } from 'zod';
  * - `drop_mid_stream`: headers and the first content piece, then the socket is destroyed.
  * - `malformed_sse`: a valid first event, then an event whose data is not JSON (non-stream: bad JSON).
  * - `slow_drip`: one piece every `chunkDelayMs` (default 50) for ever: never idle, never finished.
+ * - `restart`: headers and the first content piece (non-stream: half the body), then the server goes
+ *   away as a restarted process would — every connection destroyed, the port closed — and listens again
+ *   on the same port after `restartAfterMs` (default 100) or at `setDown(false)`, whichever is first.
  */
 export type FakeFault =
   | 'refuse'
@@ -31,7 +34,8 @@ export type FakeFault =
   | 'stall_mid_stream'
   | 'drop_mid_stream'
   | 'malformed_sse'
-  | 'slow_drip';
+  | 'slow_drip'
+  | 'restart';
 
 export interface FakeToolCall {
   /** Default `call_<n>`. */
@@ -53,6 +57,8 @@ export interface FakeReply {
   /** Pause before the status line. */
   headersDelayMs?: number;
   fault?: FakeFault;
+  /** How long a `restart` keeps the port closed. Default 100. */
+  restartAfterMs?: number;
   /** Status for `http_500`/`http_400` (e.g. 503, 429). */
   status?: number;
   /** End the stream cleanly without `data: [DONE]`. */
@@ -117,6 +123,8 @@ const chatBodySchema = z.looseObject({
 const SLOW_DRIP_DEFAULT_MS = 50;
 /** How long the drop faults wait after the first piece so the client surely read it. */
 const DROP_AFTER_MS = 30;
+/** How long a `restart` keeps the port closed by default. */
+const RESTART_AFTER_MS = 100;
 
 /** The running fake. Mutable fields (`models`, `modelsDelayMs`, `modelsFault`, `status`) act at once. */
 export class FakeBackend {
@@ -241,6 +249,12 @@ export class FakeBackend {
     this.destroySockets();
     await closing;
     this.events.removeAllListeners();
+  }
+
+  /** Goes down (every connection dropped) and comes back on the same port after `ms`. */
+  private async restart(ms: number): Promise<void> {
+    await this.setDown(true);
+    setTimeout(() => void this.setDown(false).catch(() => undefined), ms).unref();
   }
 
   private destroySockets(): void {
@@ -383,10 +397,16 @@ export class FakeBackend {
       return;
     }
     const id = `chatcmpl-fake-${++this.sequence}`;
-    const dropSocket = (): void => {
-      state.serverDropped = true;
-      req.socket.destroy();
-    };
+    const dropSocket =
+      fault === 'restart'
+        ? (): void => {
+            state.serverDropped = true;
+            void this.restart(reply.restartAfterMs ?? RESTART_AFTER_MS);
+          }
+        : (): void => {
+            state.serverDropped = true;
+            req.socket.destroy();
+          };
     if (body.stream === true && reply.ignoreStream !== true) {
       await streamReply(res, body.model, id, reply, gone, dropSocket);
     } else {
@@ -455,6 +475,7 @@ async function streamReply(
       if (await send(chunk({ content: first }))) await pause(HANG_MS, gone);
       return;
     case 'drop_mid_stream':
+    case 'restart':
       if ((await send(chunk({ content: first }))) && (await pause(DROP_AFTER_MS, gone))) dropSocket();
       return;
     case 'malformed_sse':
@@ -530,6 +551,7 @@ async function jsonReply(
       await pause(HANG_MS, gone);
       return;
     case 'drop_mid_stream':
+    case 'restart':
       res.writeHead(200, { 'content-type': 'application/json' });
       res.write(half);
       if (await pause(DROP_AFTER_MS, gone)) dropSocket();
