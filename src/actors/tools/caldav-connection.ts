@@ -44,6 +44,9 @@ export interface CalendarConnectionOptions {
   connectTimeoutMs?: number;
 }
 
+/** A multistatus document that ends where it should: its closing tag, or an empty element (any namespace prefix). */
+const WHOLE_MULTISTATUS = /(?:<\/(?:[\w.-]+:)?multistatus\s*>|<(?:[\w.-]+:)?multistatus\b[^<>]*\/>)\s*$/;
+
 /** A discovery (principal, home, calendars) that takes longer is given up. */
 const DISCOVERY_TIMEOUT_MS = 10_000;
 
@@ -102,6 +105,19 @@ export function createCalDavConnection(settings: CalendarSettings, options: Cale
     if (response.status >= 500) {
       await response.body?.cancel();
       throw new CalendarServerError(`HTTP ${response.status} (a server error)`);
+    }
+    if (response.status === 207) {
+      // tsdav reads any 207 body as a list, and a cut or garbled one as an empty list: "no events today"
+      // for a server that failed. Only a whole multistatus document reaches it.
+      let text: string;
+      try {
+        text = await response.text();
+      } catch (error) {
+        if (init?.signal?.aborted) throw init.signal.reason ?? error;
+        throw new CalendarServerError(describeFetchFailure(error));
+      }
+      if (!WHOLE_MULTISTATUS.test(text)) throw new CalendarServerError('an answer that is not a whole multistatus document');
+      return new Response(text, { status: 207, headers: Object.fromEntries(response.headers.entries()) });
     }
     return response as unknown as Response;
   };
