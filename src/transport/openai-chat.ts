@@ -9,8 +9,11 @@ import { isOpenAiError, parseChatRequest, sendOpenAiError, type ChatRequest, typ
 /** The response header that names the job a completion ran as. */
 export const JOB_ID_HEADER = 'x-switchboard-job-id';
 
-/** Reasons that mean the model server could not answer: 503 `backend_unavailable` before any byte. */
-const BACKEND_REASONS = new Set(['backend_unavailable', 'backend_timeout', 'model_missing', 'stream_deadline_exceeded']);
+/**
+ * Reasons that mean the model server could not answer: 503 `backend_unavailable` before any byte. A
+ * connection the server dropped mid-answer (`backend_disconnected`) is one of them, like a refused one.
+ */
+const BACKEND_REASONS = new Set(['backend_unavailable', 'backend_timeout', 'backend_disconnected', 'model_missing', 'stream_deadline_exceeded']);
 
 /**
  * `POST /v1/chat/completions` for an authenticated `owner`: reads and checks the body, submits the job
