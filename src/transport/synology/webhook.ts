@@ -384,6 +384,9 @@ export function createSynologyWebhook(options: SynologyWebhookOptions): Synology
         const userId = form.get('user_id') ?? '';
         const text = form.get('text') ?? '';
         if (userId.length === 0) return sendStatus(res, 400, { error: { type: 'bad_request', message: 'user_id is missing' } });
+        // The user's conversation, jobs and owed replies are stored under this id, and PostgreSQL text
+        // cannot hold U+0000 (`%00`); replacing it could merge two users, so such an id is refused.
+        if (userId.includes('\u0000')) return sendStatus(res, 400, { error: { type: 'bad_request', message: 'user_id must not contain U+0000' } });
         sendStatus(res, 200);
         if (text.trim().length === 0) return;
         // Replies owed from before this start go first (a user's replies keep their order).
