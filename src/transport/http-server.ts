@@ -7,6 +7,7 @@ import { createHostCheck } from './host-check.js';
 import { handleJobTrace } from './job-trace-route.js';
 import { createOpenAiApi } from './openai-api.js';
 import { RefusalLog } from './refusal-log.js';
+import { refuseBody } from './refuse-body.js';
 import { createSynologyWebhook, type SynologyWebhookOptions } from './synology/webhook.js';
 import { createWebPage } from './web-page.js';
 
@@ -124,18 +125,6 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       });
     },
   };
-}
-
-/**
- * Answers 413 (and closes the connection, so the body is never read) when a request to a route that takes
- * no body brings one; true when it did. The routes that take one read it with their own cap.
- */
-function refuseBody(req: IncomingMessage, res: ServerResponse): boolean {
-  const length = Number(req.headers['content-length'] ?? 0);
-  if (req.headers['transfer-encoding'] === undefined && !(length > 0)) return false;
-  res.setHeader('connection', 'close');
-  sendJson(res, 413, { error: { type: 'too_large', message: 'this route takes no request body' } });
-  return true;
 }
 
 /** Why a request with a foreign `Host` was refused (a web page may not drive a gateway without auth). */

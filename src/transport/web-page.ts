@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../package-root.js';
 import { sendJson } from './http-server.js';
+import { refuseBody } from './refuse-body.js';
 
 /** The web chat page's routes (`GET /` and its assets). */
 export interface WebPage {
@@ -78,12 +79,8 @@ export function createWebPage(options: { dir?: string } = {}): WebPage {
         sendJson(res, 405, { error: { type: 'method_not_allowed', message: `${req.method} is not allowed here; use GET` } });
         return true;
       }
-      // Like every route that takes no body (http-server.ts): a body is refused unread.
-      if (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0) {
-        res.setHeader('connection', 'close');
-        sendJson(res, 413, { error: { type: 'too_large', message: 'this route takes no request body' } });
-        return true;
-      }
+      // Like every route that takes no body: a body is refused unread.
+      if (refuseBody(req, res)) return true;
       files ??= load();
       const found = files?.get(path);
       if (found === undefined) {
