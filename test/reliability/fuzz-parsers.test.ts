@@ -7,6 +7,7 @@ import { SseParser, type SseEvent } from '../../src/actors/inference/sse-parser.
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load-config.js';
 import { classificationSchema, parseClassification } from '../../src/jobs/classification.js';
 import { isOpenAiError, parseChatRequest } from '../../src/transport/openai-api.js';
+import { chatBody, MARKER, MODES } from './fuzz-openai-bodies.js';
 import { awkwardString, awkwardValue, fuzzParameters, runsOf, type FuzzBudget } from './fuzz-settings.js';
 
 /**
@@ -169,37 +170,7 @@ describe('fuzz: the classification parser (src/jobs/classification.ts)', () => {
 
 // --- OpenAI request bodies (pure) -------------------------------------------------------------------
 
-const MODES = ['daily', 'deep'] as const;
 const LIMITS = { messageChars: 200, turns: 4, totalChars: 500 };
-/** Put into every content: an error message must never quote a message back (it may be private). */
-const MARKER = 'PRIVATE-MARKER-7f3a';
-
-const content = fc.oneof(
-  fc.string({ unit: 'binary', maxLength: 60 }).map((text) => `${MARKER}${text}`),
-  fc.nat({ max: 600 }).map((n) => MARKER + 'z'.repeat(n)),
-  fc.array(fc.oneof(fc.record({ type: fc.constant('text'), text: fc.string({ maxLength: 20 }).map((t) => MARKER + t) }), awkwardValue), { maxLength: 3 }),
-  fc.constant(`${MARKER}\u0000`),
-  awkwardValue,
-);
-const chatMessage = fc.oneof(
-  fc.record({ role: fc.oneof(fc.constantFrom('user', 'assistant', 'system', 'developer', 'tool'), awkwardValue), content }, { requiredKeys: [] }),
-  awkwardValue,
-);
-/** Bodies close to valid: each field right or wrong, extra keys, and entirely arbitrary JSON. */
-export const chatBody = fc.oneof(
-  fc
-    .record(
-      {
-        model: fc.oneof(fc.constantFrom('auto', ...MODES, 'gpt-4o', 'toString', '__proto__', ''), awkwardValue),
-        messages: fc.oneof(fc.array(chatMessage, { maxLength: 7 }), awkwardValue),
-        stream: fc.oneof(fc.boolean(), awkwardValue),
-        temperature: awkwardValue,
-      },
-      { requiredKeys: [] },
-    )
-    .chain((record) => fc.dictionary(fc.string({ maxLength: 8 }), awkwardValue, { maxKeys: 2 }).map((extra) => ({ ...extra, ...record }))),
-  fc.jsonValue({ maxDepth: 3 }),
-);
 
 const OPENAI_BODY: FuzzBudget = { seed: 1405, numRuns: 3000, runMs: 1_000, totalMs: 20_000 };
 
