@@ -99,7 +99,9 @@ export async function startTunedGateway(options: TunedGatewayOptions): Promise<T
     runtime,
     database,
     status: async () => {
-      const response = await fetch(`${gateway.url}/status`);
+      // With auth.tokens set, /status needs a token like every route but /healthz.
+      const token = config.auth.tokens[0];
+      const response = await fetch(`${gateway.url}/status`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
       if (!response.ok) throw new Error(`GET /status answered ${response.status}`);
       return (await response.json()) as StatusBody;
     },
