@@ -154,6 +154,9 @@ export const backendMachine = setup({
   actions: {
     refuseRequest: enqueueActions(({ event, enqueue }) => {
       if (event.type !== 'infer.request') return;
+      // Like `acceptRequest`: a requester that is already gone is not answered (XState would warn of an
+      // event sent to a stopped actor).
+      if (isGone(event.replyTo)) return;
       const error = { code: 'backend_unavailable', reason: 'model_missing', retryable: false, message: 'the server does not offer the configured model' };
       enqueue.sendTo(event.replyTo, { type: 'infer.error', requestId: event.requestId, error } satisfies BackendReply);
     }),

@@ -81,9 +81,8 @@ function anyMailboxEvent(snapshot: BackendSnapshot): BackendEvent[] {
   const { context } = snapshot;
   const events = mailboxEvents(snapshot);
   if (context.slots.some((slot) => slot.status === 'draining')) return events;
-  // Not while the model is missing: refuseRequest answers even a requester that is gone (XState warns of
-  // an event sent to a stopped actor) — the accepting transitions are the ones a gone requester tests.
-  if (context.queue.nextSeq < MAX_REQUESTS && context.downReason === null) events.push(request('gone', goneRequester));
+  // Accepting and refusing transitions alike must leave a gone requester alone.
+  if (context.queue.nextSeq < MAX_REQUESTS) events.push(request('gone', goneRequester));
   context.slots.forEach((slot, index) => {
     if (slot.status !== 'running') return;
     events.push({ type: 'call.firstByte', slot: index, requestId: slot.requestId, at: 1 });
