@@ -9,25 +9,27 @@ import { benchJobs } from './jobs.js';
 import { benchMailboxDispatchHttp, benchMailboxDispatchInProcess } from './mailbox-dispatch.js';
 import { benchOpenAiApi } from './openai-api.js';
 import { benchStreaming } from './streaming.js';
+import { BenchmarksFile } from './benchmarks-file.js';
 
 /** `npm run bench`: every figure the issues ask for, each against its baseline in the same run. */
+const report = new BenchmarksFile();
 const machine = `${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-console.log(`machine: ${machine}\n`);
+report.say(`machine: ${machine}\n`);
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
 
 {
   const r = await benchMailboxDispatchInProcess();
-  console.log('mailbox dispatch, in process (concurrency 1, a client that answers at once, sequential requests)');
-  console.log(`  overhead median ${fmt(r.backend.overheadMedianUs)} µs per request over ${r.backend.requests} — target ≤ 50 µs`);
-  console.log(`  for scale: a bare one-machine XState relay costs ${fmt(r.bareRelay.overheadMedianUs)} µs on this machine\n`);
+  report.say('mailbox dispatch, in process (concurrency 1, a client that answers at once, sequential requests)');
+  report.say(`  overhead median ${fmt(r.backend.overheadMedianUs)} µs per request over ${r.backend.requests} — target ≤ 50 µs`);
+  report.say(`  for scale: a bare one-machine XState relay costs ${fmt(r.bareRelay.overheadMedianUs)} µs on this machine\n`);
 }
 
 {
   const fake = await startChildFake();
   const r = await benchMailboxDispatchHttp(fake.baseUrl);
-  console.log('mailbox dispatch over HTTP (undici client, fake in another process, sequential requests)');
-  console.log(`  direct client median ${fmt(r.directMedianUs)} µs, through backend actor ${fmt(r.viaMedianUs)} µs`);
-  console.log(`  overhead median ${fmt(r.overheadMedianUs)} µs over ${r.requests} requests\n`);
+  report.say('mailbox dispatch over HTTP (undici client, fake in another process, sequential requests)');
+  report.say(`  direct client median ${fmt(r.directMedianUs)} µs, through backend actor ${fmt(r.viaMedianUs)} µs`);
+  report.say(`  overhead median ${fmt(r.overheadMedianUs)} µs over ${r.requests} requests\n`);
   fake.stop();
 }
 
@@ -37,33 +39,33 @@ for (const [label, env] of [
 ] as const) {
   const fake = await startChildFake(env);
   const r = await benchStreaming(fake.baseUrl, 100, Number(env.BENCH_CHUNKS));
-  console.log(`streaming, ${r.streams} concurrent streams, ${label}`);
-  console.log(`  undici reading raw bytes ${fmt(r.directChunksPerSec, 0)} chunks/s, our client directly ${fmt(r.clientChunksPerSec, 0)}, through backend actor ${fmt(r.actorChunksPerSec, 0)}`);
-  console.log(`  actor / raw undici ${fmt(r.ratio * 100)}% — target ≥ 90%; actor / client alone ${fmt(r.actorVsClient * 100)}%\n`);
+  report.say(`streaming, ${r.streams} concurrent streams, ${label}`);
+  report.say(`  undici reading raw bytes ${fmt(r.directChunksPerSec, 0)} chunks/s, our client directly ${fmt(r.clientChunksPerSec, 0)}, through backend actor ${fmt(r.actorChunksPerSec, 0)}`);
+  report.say(`  actor / raw undici ${fmt(r.ratio * 100)}% — target ≥ 90%; actor / client alone ${fmt(r.actorVsClient * 100)}%\n`);
   fake.stop();
 }
 const benchDatabaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
 for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDatabaseUrl ?? null]] as const) {
   if (store === 'PostgreSQL' && databaseUrl === null) {
-    console.log('jobs on PostgreSQL: not measured (set BENCH_DATABASE_URL)\n');
+    report.say('jobs on PostgreSQL: not measured (set BENCH_DATABASE_URL)\n');
     continue;
   }
   const fake = await startChildFake();
   const r = await benchJobs(fake.baseUrl, [1, 100, 1000], databaseUrl);
-  console.log(`jobs end to end over WebSocket (direct branch, instant fake) vs the bare job machine in process, store ${store}`);
+  report.say(`jobs end to end over WebSocket (direct branch, instant fake) vs the bare job machine in process, store ${store}`);
   for (const level of r.levels) {
-    console.log(`  concurrency ${level.concurrency}: ${fmt(level.endToEnd, 0)} jobs/s vs bare ${fmt(level.bare, 0)} jobs/s = ${fmt((level.endToEnd / level.bare) * 100)}% — target ≥ 50%`);
+    report.say(`  concurrency ${level.concurrency}: ${fmt(level.endToEnd, 0)} jobs/s vs bare ${fmt(level.bare, 0)} jobs/s = ${fmt((level.endToEnd / level.bare) * 100)}% — target ≥ 50%`);
     if (level.durableFloor !== null) {
-      console.log(`    the floor at this concurrency: the durable relay (below) ${fmt(level.durableFloor, 0)} jobs/s = ${fmt((level.durableFloor / level.bare) * 100)}% of bare; ours is ${fmt((level.endToEnd / level.durableFloor) * 100)}% of it`);
+      report.say(`    the floor at this concurrency: the durable relay (below) ${fmt(level.durableFloor, 0)} jobs/s = ${fmt((level.durableFloor / level.bare) * 100)}% of bare; ours is ${fmt((level.endToEnd / level.durableFloor) * 100)}% of it`);
     }
   }
   const spread = (s: { median: number; p99: number }) => `median ${fmt(s.median, 2)} ms, p99 ${fmt(s.p99, 2)} ms`;
-  console.log(`  write-ahead: each event waits for its commit before delivery — one chat at a time ${spread(r.writeAheadSequentialMs)};`);
-  console.log(`    under load ${r.levels.map((level) => `c=${level.concurrency} ${spread(level.writeAheadMs)}`).join('; ')}`);
-  console.log(`  chat frame → first result: median ${fmt(r.firstResultMedianMs, 2)} ms, of which the fake backend's own time (request sent → response received) median ${fmt(r.fakePerJobMedianMs, 2)} ms; our overhead per job median ${fmt(r.overheadMedianMs, 2)} ms — target ≤ 1 ms`);
-  console.log(`  the floor, measured the same way: a bare relay on the same libraries (ws → undici → ws, no jobs or store) median ${fmt(r.relayFloorOverheadMedianMs, 2)} ms;`);
-  console.log(`  the same relay writing the message to ${store} (our accept statement) before \`accepted\`, in parallel with the call, and each event before sending it (our journal): median ${fmt(r.durableRelayFloorOverheadMedianMs, 2)} ms`);
-  console.log(`  for scale: the fake answering back-to-back direct calls: median ${fmt(r.fakeMedianMs, 2)} ms\n`);
+  report.say(`  write-ahead: each event waits for its commit before delivery — one chat at a time ${spread(r.writeAheadSequentialMs)};`);
+  report.say(`    under load ${r.levels.map((level) => `c=${level.concurrency} ${spread(level.writeAheadMs)}`).join('; ')}`);
+  report.say(`  chat frame → first result: median ${fmt(r.firstResultMedianMs, 2)} ms, of which the fake backend's own time (request sent → response received) median ${fmt(r.fakePerJobMedianMs, 2)} ms; our overhead per job median ${fmt(r.overheadMedianMs, 2)} ms — target ≤ 1 ms`);
+  report.say(`  the floor, measured the same way: a bare relay on the same libraries (ws → undici → ws, no jobs or store) median ${fmt(r.relayFloorOverheadMedianMs, 2)} ms;`);
+  report.say(`  the same relay writing the message to ${store} (our accept statement) before \`accepted\`, in parallel with the call, and each event before sending it (our journal): median ${fmt(r.durableRelayFloorOverheadMedianMs, 2)} ms`);
+  report.say(`  for scale: the fake answering back-to-back direct calls: median ${fmt(r.fakeMedianMs, 2)} ms\n`);
   fake.stop();
 }
 
@@ -71,17 +73,17 @@ for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDataba
   const fake = await startChildFake();
   const r = await benchOpenAiApi(fake.baseUrl);
   const ms = (n: number) => `${fmt(n, 2)} ms`;
-  console.log(`OpenAI API, a mode (daily) against the instant fake, streamed, sequential, ${r.rounds} rounds side by side`);
-  console.log(`  direct median ${ms(r.direct.median)}, p99 ${ms(r.direct.p99)}; through /v1/chat/completions median ${ms(r.via.median)}, p99 ${ms(r.via.p99)}`);
-  console.log(`  overhead median ${ms(r.overheadMedianMs)} — target ≤ 0.3 ms; p99 ${ms(r.overheadP99Ms)} — target ≤ 2 ms`);
-  console.log(`  the floor, measured the same way: a bare HTTP relay (node:http → fetch → piped back) median ${ms(r.floorOverheadMedianMs)}, p99 ${ms(r.floorOverheadP99Ms)}\n`);
+  report.say(`OpenAI API, a mode (daily) against the instant fake, streamed, sequential, ${r.rounds} rounds side by side`);
+  report.say(`  direct median ${ms(r.direct.median)}, p99 ${ms(r.direct.p99)}; through /v1/chat/completions median ${ms(r.via.median)}, p99 ${ms(r.via.p99)}`);
+  report.say(`  overhead median ${ms(r.overheadMedianMs)} — target ≤ 0.3 ms; p99 ${ms(r.overheadP99Ms)} — target ≤ 2 ms`);
+  report.say(`  the floor, measured the same way: a bare HTTP relay (node:http → fetch → piped back) median ${ms(r.floorOverheadMedianMs)}, p99 ${ms(r.floorOverheadP99Ms)}\n`);
   fake.stop();
 }
 
 {
   const holding = await startChildFake({ BENCH_HOLD: '1' });
   const r = await benchJobMemory(holding.baseUrl);
-  console.log(`heap per in-flight job: ${fmt(r.perJobBytes / 1024)} KB over 1000 held jobs${r.measured ? '' : ' (no --expose-gc: not reliable)'} — target ≤ 20 KB`);
+  report.say(`heap per in-flight job: ${fmt(r.perJobBytes / 1024)} KB over 1000 held jobs${r.measured ? '' : ' (no --expose-gc: not reliable)'} — target ≤ 20 KB`);
   holding.stop();
 }
 
@@ -91,15 +93,17 @@ for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDataba
   const fake = await startChildFake();
   const folder = mkdtempSync(join(tmpdir(), 'sb-bench-start-'));
   const line = (label: string, r: GatewayStart) =>
-    console.log(`  ${label}: idle RSS ${fmt(r.idleRssMiB, 0)} MiB, start → /healthz ok ${fmt(r.toHealthzMs / 1000, 1)} s`);
-  console.log('the gateway at idle (as npm start runs it, in its own process, one backend, two seconds after /healthz ok)');
+    report.say(`  ${label}: idle RSS ${fmt(r.idleRssMiB, 0)} MiB, start → /healthz ok ${fmt(r.toHealthzMs / 1000, 1)} s`);
+  report.say('the gateway at idle (as npm start runs it, in its own process, one backend, two seconds after /healthz ok)');
   const first = await startGatewayOnce(folder, fake.baseUrl, null);
   line('PGlite, first start (copies the template `npm ci` made)', first);
   line('PGlite, restart (reopens it)', await startGatewayOnce(folder, fake.baseUrl, null));
-  console.log('    target ≤ 300 MiB idle on PGlite, first start → /healthz ≤ 8 s');
+  report.say('    target ≤ 300 MiB idle on PGlite, first start → /healthz ≤ 8 s');
   if (benchDatabaseUrl) line('PostgreSQL', await startGatewayOnce(folder, fake.baseUrl, benchDatabaseUrl));
-  else console.log('  PostgreSQL: not measured (set BENCH_DATABASE_URL)');
+  else report.say('  PostgreSQL: not measured (set BENCH_DATABASE_URL)');
   rmSync(folder, { recursive: true, force: true });
   fake.stop();
 }
+report.write(new URL('../BENCHMARKS.md', import.meta.url).pathname, machine, new Date());
+console.log('written to BENCHMARKS.md');
 process.exit(0);
