@@ -8,6 +8,7 @@ import { benchJobMemory } from './job-memory.js';
 import { benchJobs } from './jobs.js';
 import { benchMailboxDispatchHttp, benchMailboxDispatchInProcess } from './mailbox-dispatch.js';
 import { benchOpenAiApi } from './openai-api.js';
+import { benchOpenAiLoad, type OpenLoopRun } from './openai-load.js';
 import { benchStreaming } from './streaming.js';
 import { BenchmarksFile } from './benchmarks-file.js';
 
@@ -77,6 +78,20 @@ for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDataba
   report.say(`  direct median ${ms(r.direct.median)}, p99 ${ms(r.direct.p99)}; through /v1/chat/completions median ${ms(r.via.median)}, p99 ${ms(r.via.p99)}`);
   report.say(`  overhead median ${ms(r.overheadMedianMs)} — target ≤ 0.3 ms; p99 ${ms(r.overheadP99Ms)} — target ≤ 2 ms`);
   report.say(`  the floor, measured the same way: a bare HTTP relay (node:http → fetch → piped back) median ${ms(r.floorOverheadMedianMs)}, p99 ${ms(r.floorOverheadP99Ms)}\n`);
+  fake.stop();
+}
+
+{
+  const seconds = Number(process.env.BENCH_LOAD_SECONDS ?? 10);
+  const fake = await startChildFake();
+  const r = await benchOpenAiLoad(fake.baseUrl, 1_000, seconds);
+  const ms = (n: number) => `${fmt(n, 1)} ms`;
+  const run = (label: string, x: OpenLoopRun) =>
+    report.say(`  ${label}: ${x.completed} of ${x.offered} answered, ${x.errors} errors, ${fmt(x.achievedPerSec, 0)}/s; latency from the intended send time median ${ms(x.latency.median)}, p99 ${ms(x.latency.p99)}`);
+  report.say(`OpenAI API under load: a mode, streamed, 1000 requests/s offered for ${seconds} s, open loop (BENCH_LOAD_SECONDS to change)`);
+  run('directly to the fake', r.direct);
+  run('through the gateway', r.via);
+  report.say(`  overhead p99 ${ms(r.overheadP99Ms)}, median ${ms(r.overheadMedianMs)} — target p99 ≤ 5 ms, no errors\n`);
   fake.stop();
 }
 

@@ -1,0 +1,77 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { createLogger } from '../src/log.js';
+import { createRuntime } from '../src/runtime/create-runtime.js';
+import { startGateway } from '../src/transport/start-gateway.js';
+import { stats } from './harness.js';
+import { benchConfig } from './jobs.js';
+
+/** One open-loop run: latencies from each request's intended send time, and what failed. */
+export interface OpenLoopRun {
+  offered: number;
+  completed: number;
+  errors: number;
+  latency: ReturnType<typeof stats>;
+  /** Requests per second actually completed. */
+  achievedPerSec: number;
+}
+
+/**
+ * Offers `rate` requests per second for `seconds` to `url`, open loop: request i is due at start + i/rate
+ * whatever happened to the earlier ones, and its latency is measured from that due time, so a stall
+ * shows as latency instead of slowing the offer down (no coordinated omission).
+ */
+export async function openLoop(url: string, model: string, rate: number, seconds: number): Promise<OpenLoopRun> {
+  // Keep-alive connections, as many as the load needs (a new TCP connection per request would measure
+  // connecting, not the gateway).
+  const dispatcher = new Agent({ connections: 2_000, pipelining: 1, keepAliveTimeout: 10_000 });
+  const body = JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], stream: true });
+  const total = Math.round(rate * seconds);
+  const latencies: number[] = [];
+  let errors = 0;
+  const started = performance.now();
+  const inFlight: Array<Promise<void>> = [];
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    inFlight.push(
+      request(url, { method: 'POST', dispatcher, headers: { 'content-type': 'application/json' }, body })
+        .then(async (response) => {
+          const text = await response.body.text();
+          if (response.statusCode !== 200 || !text.includes('[DONE]')) errors += 1;
+          else latencies.push(performance.now() - due);
+        })
+        .catch(() => void (errors += 1)),
+    );
+  }
+  await Promise.all(inFlight);
+  const elapsed = (performance.now() - started) / 1000;
+  await dispatcher.close();
+  return { offered: total, completed: latencies.length, errors, latency: stats(latencies), achievedPerSec: latencies.length / elapsed };
+}
+
+/**
+ * `POST /v1/chat/completions` with a mode under an open-loop load: the same offer to the fake directly
+ * and then through the gateway, one after the other in one run; the overhead is the difference of the
+ * p99s (and medians).
+ */
+export async function benchOpenAiLoad(baseUrl: string, rate: number, seconds: number) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sb-bench-openai-load-'));
+  const log = createLogger({ level: 'silent' });
+  const config = benchConfig(baseUrl, dataDir);
+  const runtime = createRuntime({ ...config, limits: { ...config.limits, pendingJobsPerOwner: 1_000_000, maxActiveJobs: 1_000_000 } }, { log });
+  await runtime.start();
+  const gateway = await startGateway({ runtime, log, host: '127.0.0.1', port: 0 });
+  try {
+    const direct = await openLoop(`${baseUrl}/chat/completions`, 'bench', rate, seconds);
+    const via = await openLoop(`${gateway.url}/v1/chat/completions`, 'daily', rate, seconds);
+    return { rate, seconds, direct, via, overheadMedianMs: via.latency.median - direct.latency.median, overheadP99Ms: via.latency.p99 - direct.latency.p99 };
+  } finally {
+    await runtime.stop(0);
+    await gateway.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
