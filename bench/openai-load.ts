@@ -13,6 +13,8 @@ export interface OpenLoopRun {
   offered: number;
   completed: number;
   errors: number;
+  /** Errors by kind: the HTTP status, `no_done` for a 200 without `[DONE]`, or the client's error code. */
+  errorKinds: Record<string, number>;
   latency: ReturnType<typeof stats>;
   /** Requests per second actually completed. */
   achievedPerSec: number;
@@ -31,6 +33,11 @@ export async function openLoop(url: string, model: string, rate: number, seconds
   const total = Math.round(rate * seconds);
   const latencies: number[] = [];
   let errors = 0;
+  const errorKinds: Record<string, number> = {};
+  const failed = (kind: string): void => {
+    errors += 1;
+    errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+  };
   const started = performance.now();
   const inFlight: Array<Promise<void>> = [];
   for (let i = 0; i < total; i++) {
@@ -41,16 +48,17 @@ export async function openLoop(url: string, model: string, rate: number, seconds
       request(url, { method: 'POST', dispatcher, headers: { 'content-type': 'application/json' }, body })
         .then(async (response) => {
           const text = await response.body.text();
-          if (response.statusCode !== 200 || !text.includes('[DONE]')) errors += 1;
+          if (response.statusCode !== 200) failed(String(response.statusCode));
+          else if (!text.includes('[DONE]')) failed('no_done');
           else latencies.push(performance.now() - due);
         })
-        .catch(() => void (errors += 1)),
+        .catch((error: unknown) => failed((error as { code?: string }).code ?? 'client_error')),
     );
   }
   await Promise.all(inFlight);
   const elapsed = (performance.now() - started) / 1000;
   await dispatcher.close();
-  return { offered: total, completed: latencies.length, errors, latency: stats(latencies), achievedPerSec: latencies.length / elapsed };
+  return { offered: total, completed: latencies.length, errors, errorKinds, latency: stats(latencies), achievedPerSec: latencies.length / elapsed };
 }
 
 /**

@@ -87,7 +87,7 @@ for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDataba
   const r = await benchOpenAiLoad(fake.baseUrl, 1_000, seconds);
   const ms = (n: number) => `${fmt(n, 1)} ms`;
   const run = (label: string, x: OpenLoopRun) =>
-    report.say(`  ${label}: ${x.completed} of ${x.offered} answered, ${x.errors} errors, ${fmt(x.achievedPerSec, 0)}/s; latency from the intended send time median ${ms(x.latency.median)}, p99 ${ms(x.latency.p99)}`);
+    report.say(`  ${label}: ${x.completed} of ${x.offered} answered, ${x.errors} errors${x.errors > 0 ? ` (${Object.entries(x.errorKinds).map(([kind, n]) => `${kind}: ${n}`).join(', ')})` : ''}, ${fmt(x.achievedPerSec, 0)}/s; latency from the intended send time median ${ms(x.latency.median)}, p99 ${ms(x.latency.p99)}`);
   report.say(`OpenAI API under load: a mode, streamed, 1000 requests/s offered for ${seconds} s, open loop (BENCH_LOAD_SECONDS to change)`);
   run('directly to the fake', r.direct);
   run('through the gateway', r.via);
