@@ -18,6 +18,7 @@ import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.
 import { childConfig, startChildGateway, type ChildGateway } from './helpers/child-gateway.js';
 import { openTestDatabase, testDialects, type TestDatabase } from './helpers/databases.js';
 import { TestClient, type EventFrame, type Frame } from './helpers/gateway.js';
+import { ReplayChecker, until } from './helpers/replay-checker.js';
 import { scriptModels } from './helpers/scripted-models.js';
 
 const ROUNDS = 5;
@@ -33,46 +34,6 @@ interface SeenJob {
   events: EventFrame[];
 }
 
-/** Waits until `check` holds, polling the frames the clients collect. */
-async function until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-/**
- * Subscribes to jobs and collects their replays, on a new connection every few subscriptions: a
- * connection may send 20 frames a second.
- */
-class Checker {
-  private client: TestClient | undefined;
-  private sent = 0;
-
-  constructor(private readonly wsUrl: string) {}
-
-  /** Every event of `jobId` after `afterSeq`, to the terminal one. */
-  async replay(jobId: string, afterSeq: number): Promise<EventFrame[]> {
-    if (this.client === undefined || this.sent >= 15) {
-      this.client?.close();
-      this.client = await TestClient.connect(this.wsUrl);
-      this.sent = 0;
-    }
-    const client = this.client;
-    this.sent += 1;
-    const from = client.frames.length;
-    client.send({ type: 'subscribe', jobId, afterSeq });
-    await client.waitFor((f) => (f.type === 'event' && f.jobId === jobId && TERMINAL.has(String(f.event))) || f.type === 'error', 15_000, from);
-    const refused = client.frames.slice(from).find((f) => f.type === 'error');
-    if (refused !== undefined) throw new Error(`subscribe ${jobId} refused: ${JSON.stringify(refused)}`);
-    return client.frames.slice(from).filter((f): f is EventFrame => f.type === 'event' && f.jobId === jobId);
-  }
-
-  close(): void {
-    this.client?.close();
-  }
-}
 
 for (const dialect of testDialects()) {
   describe(`kill -9 under streaming load, ${ROUNDS} rounds (${dialect})`, () => {
@@ -119,7 +80,7 @@ for (const dialect of testDialects()) {
 
       for (let round = 1; round <= ROUNDS; round += 1) {
         gateway = await startChildGateway(dir, config());
-        const checker = new Checker(gateway.wsUrl);
+        const checker = new ReplayChecker(gateway.wsUrl);
 
         // What the previous round saw, checked against this restarted gateway.
         for (const job of seen.values()) {
@@ -178,7 +139,7 @@ for (const dialect of testDialects()) {
 
       // Once more after the last kill, then every accepted message must be in its history.
       gateway = await startChildGateway(dir, config());
-      const checker = new Checker(gateway.wsUrl);
+      const checker = new ReplayChecker(gateway.wsUrl);
       for (const job of seen.values()) {
         const events = await checker.replay(job.jobId, 0);
         const strip = (e: EventFrame) => ({ seq: e.seq, event: e.event, data: e.data, at: e.at });

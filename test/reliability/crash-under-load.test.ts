@@ -23,6 +23,7 @@ import { createDatabase } from '../../src/actors/store/create-database.js';
 import { startFakeBackend, type FakeBackend } from '../fakes/fake-openai-backend.js';
 import { childConfig, startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
 import { TestClient, type EventFrame, type Frame } from '../helpers/gateway.js';
+import { ReplayChecker, until } from '../helpers/replay-checker.js';
 import { scriptModels } from '../helpers/scripted-models.js';
 
 const CLIENTS = 50;
@@ -42,44 +43,6 @@ interface SeenJob {
   events: EventFrame[];
 }
 
-async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-/** One owner's replays, on a new connection every 15 subscriptions (20 frames/s per connection). */
-class Checker {
-  private client: TestClient | undefined;
-  private sent = 0;
-
-  constructor(
-    private readonly wsUrl: string,
-    private readonly token: string,
-  ) {}
-
-  async replay(jobId: string, afterSeq: number): Promise<EventFrame[]> {
-    if (this.client === undefined || this.sent >= 15) {
-      this.client?.close();
-      this.client = await TestClient.connect(this.wsUrl, { Authorization: `Bearer ${this.token}` });
-      this.sent = 0;
-    }
-    const client = this.client;
-    this.sent += 1;
-    const from = client.frames.length;
-    client.send({ type: 'subscribe', jobId, afterSeq });
-    await client.waitFor((f) => (f.type === 'event' && f.jobId === jobId && TERMINAL.has(String(f.event))) || f.type === 'error', 20_000, from);
-    const refused = client.frames.slice(from).find((f) => f.type === 'error');
-    if (refused !== undefined) throw new Error(`subscribe ${jobId} refused: ${JSON.stringify(refused)}`);
-    return client.frames.slice(from).filter((f): f is EventFrame => f.type === 'event' && f.jobId === jobId);
-  }
-
-  close(): void {
-    this.client?.close();
-  }
-}
 
 describe('crash: kill -9 under load of 50 WebSocket clients, restart (PGlite)', () => {
   let small: FakeBackend;
@@ -161,7 +124,7 @@ describe('crash: kill -9 under load of 50 WebSocket clients, restart (PGlite)', 
     await until(() => {
       const now = count();
       return now.streaming >= STREAMING && now.queued >= QUEUED && now.done >= DONE;
-    }, 'jobs streaming, queued and done at once');
+    }, 'jobs streaming, queued and done at once', 30_000);
     killed = true;
     expect(await gateway.kill('SIGKILL')).toBe(null);
     const atKill = count();
@@ -174,7 +137,7 @@ describe('crash: kill -9 under load of 50 WebSocket clients, restart (PGlite)', 
     const outcome = { finished: 0, interrupted: 0, undelivered: 0 };
     await Promise.all(
       Array.from({ length: CLIENTS }, async (_, c) => {
-        const checker = new Checker(gateway!.wsUrl, tokenOf(c));
+        const checker = new ReplayChecker(gateway!.wsUrl, { token: tokenOf(c), timeoutMs: 20_000 });
         try {
           for (const job of seen.filter((j) => j.owner === c)) {
             const events = await checker.replay(job.jobId, 0);
