@@ -2,7 +2,8 @@
  * `npm run fake-backend [-- --port N] [--model NAME]`: the test suite's fake OpenAI-compatible model
  * server, for trying Switchboard without a real one. It listens on 127.0.0.1:11434 by default — Ollama's
  * port, where the built-in config looks — and lists the models of the built-in config and of
- * switchboard.example.json, so `npm start` beside it needs no config (or the example as it is). It answers the classifier with "route" and streams a short scripted answer
+ * switchboard.example.json and of the README's one-backend example, so `npm start` beside it needs no
+ * config (or either example as it is). It answers the classifier with "route" and streams a short scripted answer
  * that repeats the message's length (never its text: nothing here is a model).
  */
 import { startFakeBackend, type FakeReply, type FakeRequestBody } from '../test/fakes/fake-openai-backend.js';
@@ -17,7 +18,8 @@ try the gateway without a model server: run this, then \`npm start\` in another 
 Options:
       --port N       port on 127.0.0.1 (default 11434, where the built-in config looks; 0 = any free port)
       --model NAME   a model it lists on /v1/models; repeat for more (default: llama3.2, the built-in
-                     config's, and qwen3:4b and qwen3:14b, switchboard.example.json's)
+                     config's; qwen3:4b and qwen3:14b, switchboard.example.json's; and qwen3:8b,
+                     the README's one-backend example's)
   -h, --help         print this help and exit`;
 
 const { values } = parseScriptArgs('fake-backend', HELP, { port: { type: 'string' }, model: { type: 'string', multiple: true } });
@@ -26,7 +28,7 @@ if (!Number.isInteger(port) || port < 0 || port > 65_535) {
   process.stderr.write(`fake-backend: --port must be a port number (0–65535), got ${values.port}\n`);
   process.exit(2);
 }
-const models = values.model ?? ['llama3.2', 'qwen3:4b', 'qwen3:14b'];
+const models = values.model ?? ['llama3.2', 'qwen3:4b', 'qwen3:14b', 'qwen3:8b'];
 
 /** Classifier requests are sent to the reasoner; everything else gets the scripted answer, word by word. */
 function reply(body: FakeRequestBody): FakeReply {

@@ -7,7 +7,7 @@ import { runScript } from './helpers/run-script.js';
 
 /** `npm run fake-backend`: the fake model server a new user tries the gateway with. */
 describe('npm run fake-backend', () => {
-  it('serves the built-in config’s and the example’s models, sends classifications to the reasoner and streams a scripted answer', async () => {
+  it('serves the built-in config’s, the example’s and the README one-backend example’s models, sends classifications to the reasoner and streams a scripted answer', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/fake-backend.ts', '--port', '0'], {
       cwd: new URL('..', import.meta.url).pathname,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -17,7 +17,7 @@ describe('npm run fake-backend', () => {
       const baseUrl = /on (http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(line)?.[1];
       expect(baseUrl).toBeDefined();
       const models = (await (await fetch(`${baseUrl}/models`)).json()) as { data: Array<{ id: string }> };
-      expect(models.data.map((m) => m.id)).toEqual(['llama3.2', 'qwen3:4b', 'qwen3:14b']);
+      expect(models.data.map((m) => m.id)).toEqual(['llama3.2', 'qwen3:4b', 'qwen3:14b', 'qwen3:8b']);
 
       const classify = await fetch(`${baseUrl}/chat/completions`, {
         method: 'POST',
