@@ -13,28 +13,31 @@ export interface GatewayStart {
   idleRssMiB: number;
 }
 
+/** The gateway running in its own process, as `npm start` runs it. */
+export interface SpawnedGateway {
+  url: string;
+  pid: number;
+  /** Process spawned → `/healthz` answered 200. */
+  toHealthzMs: number;
+  /** SIGTERM, and resolves once the process has exited. */
+  stop(): Promise<void>;
+}
+
 /**
- * Starts the gateway as `npm start` does (package.json's `start`: node on the bundle in `dist/`, which
- * `bench/run.ts` builds first) with a one-backend config in `folder` (its `data` subfolder is the
- * embedded database), times it to `/healthz` ok, lets it idle two seconds, reads its RSS from /proc, and
- * stops it with SIGTERM.
+ * Starts the gateway as `npm start` does (package.json's `start`: node on the bundle in `dist/`, which the
+ * bench builds first) on the config at `configPath`, and resolves once `/healthz` answers 200.
  */
-export async function startGatewayOnce(folder: string, baseUrl: string, databaseUrl: string | null): Promise<GatewayStart> {
-  const configPath = join(folder, 'switchboard.json');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      server: { host: '127.0.0.1', port: 0 },
-      database: { url: databaseUrl, dataDir: join(folder, 'data') },
-      backends: { fake: { baseUrl, model: 'bench' } },
-    }),
-  );
+export async function spawnGateway(configPath: string, env: Record<string, string> = {}): Promise<SpawnedGateway> {
   const startedAt = performance.now();
   const child = spawn(process.execPath, [...npmStartNodeArgs(), '-c', configPath], {
-    env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info' },
+    env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const stop = async () => {
+    child.kill('SIGTERM');
+    await exited;
+  };
   try {
     const url = await new Promise<string>((resolve, reject) => {
       createInterface({ input: child.stdout }).on('line', (line) => {
@@ -54,12 +57,33 @@ export async function startGatewayOnce(folder: string, baseUrl: string, database
       if (statusCode === 200) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    const toHealthzMs = performance.now() - startedAt;
+    return { url, pid: child.pid!, toHealthzMs: performance.now() - startedAt, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/**
+ * Starts the gateway with a one-backend config in `folder` (its `data` subfolder is the embedded
+ * database), times it to `/healthz` ok, lets it idle two seconds, reads its RSS from /proc, and stops it.
+ */
+export async function startGatewayOnce(folder: string, baseUrl: string, databaseUrl: string | null): Promise<GatewayStart> {
+  const configPath = join(folder, 'switchboard.json');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      server: { host: '127.0.0.1', port: 0 },
+      database: { url: databaseUrl, dataDir: join(folder, 'data') },
+      backends: { fake: { baseUrl, model: 'bench' } },
+    }),
+  );
+  const gateway = await spawnGateway(configPath);
+  try {
     await new Promise((resolve) => setTimeout(resolve, 2_000));
-    return { toHealthzMs, idleRssMiB: residentMiB(child.pid!) };
+    return { toHealthzMs: gateway.toHealthzMs, idleRssMiB: residentMiB(gateway.pid) };
   } finally {
-    child.kill('SIGTERM');
-    await exited;
+    await gateway.stop();
   }
 }
 

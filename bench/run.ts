@@ -11,10 +11,13 @@ import { benchOpenAiApi } from './openai-api.js';
 import { benchOpenAiLoad, type OpenLoopRun } from './openai-load.js';
 import { benchStreaming } from './streaming.js';
 import { BenchmarksFile } from './benchmarks-file.js';
+import { soakCommand } from './soak.js';
 
 /** `npm run bench`: every figure the issues ask for, each against its baseline in the same run. */
 const report = new BenchmarksFile();
 const machine = `${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+// `--soak 10m`: the soak alone (bench/soak.ts), written to BENCHMARKS-SOAK.md.
+if (process.argv.includes('--soak')) process.exit(await soakCommand(process.argv, machine));
 report.say(`machine: ${machine}\n`);
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
 

@@ -1,0 +1,68 @@
+import { request } from 'undici';
+import { parsePrometheusText, sampleValue, type MetricFamily } from '../test/helpers/prometheus-text.js';
+
+/**
+ * prom-client samples the event loop every 10 ms (its `eventLoopMonitoringPrecision`), and what
+ * `monitorEventLoopDelay` records is the time between samples, so an idle loop reads ~10 ms: this is
+ * taken off to leave the delay itself.
+ */
+const PROM_CLIENT_SAMPLING_MS = 10;
+
+/** The gateway process over one interval, read from its own `GET /metrics`. */
+export interface GatewaySample {
+  rssMiB: number;
+  heapUsedMiB: number;
+  /** C++ objects bound to JS ones, Buffers and ArrayBuffers among them (prom-client has no separate arrayBuffers). */
+  externalMiB: number;
+  /** Event-loop delay over the interval, ms: prom-client resets its histogram at every scrape. */
+  eld: { p50: number; p99: number; max: number };
+  /** CPU time (user + system) over the interval, as a percentage of one core. */
+  cpuPercent: number;
+  /** Jobs that ended over the interval: `done`, and anything else (`error`, `cancelled`). */
+  jobsDone: number;
+  jobsFailed: number;
+}
+
+/**
+ * Scrapes a gateway's `GET /metrics` (prom-client's default process metrics and `switchboard_jobs_total`)
+ * and turns each scrape into the figures of the interval since the previous one. Nothing is added to
+ * the gateway for this; the first call's interval is the time since the gateway started.
+ */
+export class SoakSampler {
+  private last = { at: 0, cpuSeconds: 0, done: 0, ended: 0 };
+
+  constructor(
+    private readonly url: string,
+    private readonly token: string,
+  ) {}
+
+  async sample(): Promise<GatewaySample> {
+    const at = performance.now();
+    const { statusCode, body } = await request(`${this.url}/metrics`, { headers: { authorization: `Bearer ${this.token}` } });
+    const text = await body.text();
+    if (statusCode !== 200) throw new Error(`GET /metrics answered ${statusCode}`);
+    const families = parsePrometheusText(text);
+    const value = (name: string) => sampleValue(families, name);
+    const eldMs = (name: string) => Math.max(0, value(name) * 1000 - PROM_CLIENT_SAMPLING_MS);
+    const cpuSeconds = value('process_cpu_seconds_total');
+    const { done, ended } = jobsEnded(families);
+    const previous = this.last;
+    this.last = { at, cpuSeconds, done, ended };
+    return {
+      rssMiB: value('process_resident_memory_bytes') / 2 ** 20,
+      heapUsedMiB: value('nodejs_heap_size_used_bytes') / 2 ** 20,
+      externalMiB: value('nodejs_external_memory_bytes') / 2 ** 20,
+      eld: { p50: eldMs('nodejs_eventloop_lag_p50_seconds'), p99: eldMs('nodejs_eventloop_lag_p99_seconds'), max: eldMs('nodejs_eventloop_lag_max_seconds') },
+      cpuPercent: previous.at === 0 ? NaN : ((cpuSeconds - previous.cpuSeconds) / ((at - previous.at) / 1000)) * 100,
+      jobsDone: done - previous.done,
+      jobsFailed: ended - done - (previous.ended - previous.done),
+    };
+  }
+}
+
+/** All jobs ended so far, and those among them that ended `done`, summed over branches and reasons. */
+function jobsEnded(families: Map<string, MetricFamily>): { done: number; ended: number } {
+  const samples = families.get('switchboard_jobs_total')?.samples ?? [];
+  const sum = (keep: (status: string | undefined) => boolean) => samples.filter((s) => keep(s.labels.status)).reduce((total, s) => total + s.value, 0);
+  return { done: sum((status) => status === 'done'), ended: sum(() => true) };
+}
