@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { createLogger } from '../src/log.js';
-import { createRuntime } from '../src/runtime/create-runtime.js';
-import { startGateway } from '../src/transport/start-gateway.js';
+import { startChildServer } from './child-fake.js';
+import { spawnGateway } from './gateway-start.js';
 import { stats } from './harness.js';
-import { benchConfig } from './jobs.js';
 
 /** One open-loop run: latencies from each request's intended send time, and what failed. */
 export interface OpenLoopRun {
@@ -62,24 +60,48 @@ export async function openLoop(url: string, model: string, rate: number, seconds
 }
 
 /**
- * `POST /v1/chat/completions` with a mode under an open-loop load: the same offer to the fake directly
- * and then through the gateway, one after the other in one run; the overhead is the difference of the
- * p99s (and medians).
+ * `POST /v1/chat/completions` with a mode under an open-loop load, the same offer three times one after
+ * the other in one run: to the fake directly, through the floor (a bare relay, bench/relay-server.ts)
+ * and through the gateway. The relay and the gateway each run in their own process (the gateway as
+ * `npm start` runs it, on a fresh embedded database, or PostgreSQL with `databaseUrl`), so this process's
+ * load generator does not share their event loop. The overhead is the difference of the p99s (and
+ * medians) against direct; the floor's is what these libraries cost on this machine under that load.
  */
-export async function benchOpenAiLoad(baseUrl: string, rate: number, seconds: number) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'sb-bench-openai-load-'));
-  const log = createLogger({ level: 'silent' });
-  const config = benchConfig(baseUrl, dataDir);
-  const runtime = createRuntime({ ...config, limits: { ...config.limits, pendingJobsPerOwner: 1_000_000, maxActiveJobs: 1_000_000 } }, { log });
-  await runtime.start();
-  const gateway = await startGateway({ runtime, log, host: '127.0.0.1', port: 0 });
+export async function benchOpenAiLoad(baseUrl: string, rate: number, seconds: number, databaseUrl: string | null = null) {
+  const folder = mkdtempSync(join(tmpdir(), 'sb-bench-openai-load-'));
+  const configPath = join(folder, 'switchboard.json');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      server: { host: '127.0.0.1', port: 0 },
+      database: { url: databaseUrl, dataDir: join(folder, 'data') },
+      backends: { fake: { baseUrl, model: 'bench', concurrency: 64, healthIntervalMs: 3_600_000 } },
+      roles: { classifier: 'fake', reasoner: 'fake' },
+      modes: { daily: 'fake' },
+      limits: { maxActiveJobs: 1_000_000, connectionsPerOwner: 1_000_000, pendingJobsPerOwner: 1_000_000 },
+      persona: { name: 'Eid', locale: 'en' },
+    }),
+  );
+  const relay = await startChildServer('./relay-server.ts', { RELAY_TARGET: baseUrl });
+  const gateway = await spawnGateway(configPath);
   try {
     const direct = await openLoop(`${baseUrl}/chat/completions`, 'bench', rate, seconds);
+    const floor = await openLoop(`${relay.baseUrl}/v1/chat/completions`, 'bench', rate, seconds);
     const via = await openLoop(`${gateway.url}/v1/chat/completions`, 'daily', rate, seconds);
-    return { rate, seconds, direct, via, overheadMedianMs: via.latency.median - direct.latency.median, overheadP99Ms: via.latency.p99 - direct.latency.p99 };
+    return {
+      rate,
+      seconds,
+      direct,
+      floor,
+      via,
+      overheadMedianMs: via.latency.median - direct.latency.median,
+      overheadP99Ms: via.latency.p99 - direct.latency.p99,
+      floorOverheadMedianMs: floor.latency.median - direct.latency.median,
+      floorOverheadP99Ms: floor.latency.p99 - direct.latency.p99,
+    };
   } finally {
-    await runtime.stop(0);
-    await gateway.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    relay.stop();
+    await gateway.stop();
+    rmSync(folder, { recursive: true, force: true });
   }
 }
