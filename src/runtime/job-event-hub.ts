@@ -147,7 +147,10 @@ export class JobEventHub {
     const end = terminal && outcome !== undefined ? { outcome, answer } : undefined;
     if (job.stateless) {
       this.deliver(job, event);
-      if (terminal) this.journalAfterDelivery(jobId, job, end, outcome ?? defaultOutcome(event));
+      if (terminal) {
+        const ended = outcome ?? defaultOutcome(event);
+        this.journalAfterDelivery(jobId, job, end ?? { outcome: ended }, ended);
+      }
       return;
     }
     const publishedAt = performance.now();
@@ -200,24 +203,25 @@ export class JobEventHub {
 
   /**
    * A stateless job has ended and its client has every event: its events go to the journal now, in one
-   * batch behind its accept (the ordered writer commits them together), with the end on the last.
+   * batch behind its accept (the ordered writer commits them together), with the end on the last. When
+   * they fail although the accept committed (the store went down meanwhile), the whole journal is
+   * recorded again once the store is back: else its row would say `running` for a job its client saw end.
    */
-  private journalAfterDelivery(jobId: string, job: LiveJob, end: JobEnd | undefined, outcome: JobOutcome): void {
+  private journalAfterDelivery(jobId: string, job: LiveJob, end: JobEnd, outcome: JobOutcome): void {
     this.unwritten.set(jobId, job);
-    const last = job.events.length - 1;
-    const written = job.events.map((event, index) =>
-      this.journal.append(jobId, { seq: event.seq, event: event.event, data: event.data, at: event.at }, index === last ? end : undefined),
-    );
+    const events = job.events.map(({ seq, event, data, at }) => ({ seq, event, data, at }));
+    const written = events.map((event, index) => this.journal.append(jobId, event, index === events.length - 1 ? end : undefined));
+    const done = (): void => {
+      if (this.unwritten.get(jobId) === job) this.unwritten.delete(jobId);
+    };
     // The accept's own failure is logged where it is caught (`openStateless`); the events then fail with it.
-    Promise.all([job.accepted, ...written]).then(
-      () => this.unwritten.delete(jobId),
-      (error: unknown) => {
-        this.unwritten.delete(jobId);
-        if (job.acceptedOk && !(error instanceof EarlierWriteFailedError)) {
-          this.log.error({ jobId, reason: toErrorInfo(error).reason, err: error }, 'could not journal a stateless job');
-        }
-      },
-    );
+    Promise.all([job.accepted, ...written]).then(done, () => {
+      if (!job.acceptedOk) return done();
+      this.journal
+        .record(jobId, events, end)
+        .catch((repairError: unknown) => this.log.error({ jobId, reason: toErrorInfo(repairError).reason, err: repairError }, 'could not journal a stateless job'))
+        .finally(done);
+    });
     this.end(jobId, job, outcome);
   }
 

@@ -35,6 +35,12 @@ export interface JobJournal {
    * that failed, and records `outcome`. Tried again until it is written (the store may be down).
    */
   fail(jobId: string, event: JournalEvent, outcome: JobOutcome): Promise<void>;
+  /**
+   * Records a stateless job whose journal could not be written after delivery: all its `events` (as its
+   * client got them) and its `end`, in one statement that replaces whatever part of them was committed.
+   * Tried again until it is written (the store may be down).
+   */
+  record(jobId: string, events: readonly JournalEvent[], end: JobEnd): Promise<void>;
   /** Removes every trace of a job whose accept was reported failed; tried again until it is written. */
   erase(jobId: string): Promise<void>;
   /** The job's committed events with `seq > afterSeq`, ordered by seq. */
@@ -78,6 +84,12 @@ export function createJobJournal(
     async fail(jobId, event, outcome) {
       const { at, json } = checked(event);
       return writer.addDurable({ kind: 'failJob', jobId, seq: event.seq, json, at, outcome, trace: traceOf?.(jobId) });
+    },
+
+    async record(jobId, events, end) {
+      const rows = events.map((event) => ({ seq: event.seq, event: event.event, ...checked(event) }));
+      // The job's flight recording went with its failed terminal write (`traceOf` hands it out once).
+      return writer.addDurable({ kind: 'recordJob', jobId, events: rows, end });
     },
 
     erase: (jobId) => writer.addDurable({ kind: 'eraseJob', jobId }),

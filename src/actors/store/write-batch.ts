@@ -73,13 +73,27 @@ export interface EraseJobWrite {
   jobId: string;
 }
 
-export type StoreWrite = AcceptWrite | EventWrite | DraftWrite | FailJobWrite | EraseJobWrite;
+/**
+ * The repair after a stateless job's journal could not be written after delivery (the store was down
+ * while its client got the whole answer): all its events as they were sent (replacing any part an
+ * ambiguous write may have committed) and its end — the job row's outcome and, for `done`, the answer.
+ * Without it the job row would say `running` for a job its client saw end.
+ */
+export interface RecordJobWrite {
+  kind: 'recordJob';
+  jobId: string;
+  events: ReadonlyArray<{ seq: number; event: string; json: string; at: Date }>;
+  end: JobEnd;
+}
+
+export type StoreWrite = AcceptWrite | EventWrite | DraftWrite | FailJobWrite | EraseJobWrite | RecordJobWrite;
 
 /** Writes one batch; repairs come alone, everything else together in one statement. */
 export async function writeBatch(db: Kysely<DatabaseSchema>, items: readonly StoreWrite[]): Promise<void> {
   const first = items[0];
   if (first?.kind === 'failJob') return failJob(db, first);
   if (first?.kind === 'eraseJob') return eraseJob(db, first);
+  if (first?.kind === 'recordJob') return recordJob(db, first);
   const statement = batchStatement(items);
   if (statement !== null) await statement.execute(db);
 }
@@ -191,6 +205,31 @@ async function failJob(db: Kysely<DatabaseSchema>, repair: FailJobWrite): Promis
     update jobs set status = ${outcome.status}, reason = ${outcome.reason ?? null}, branch = ${outcome.branch ?? null},
       models_used = ${JSON.stringify(outcome.modelsUsed ?? [])}, first_byte_ms = ${roundMs(outcome.firstByteMs)},
       total_ms = ${roundMs(outcome.totalMs)}, finished_at = ${repair.at}, trace = coalesce(${traceJson(repair.trace)}::jsonb, trace)
+    where id = ${jobId}`.execute(db);
+}
+
+async function recordJob(db: Kysely<DatabaseSchema>, repair: RecordJobWrite): Promise<void> {
+  const { jobId, end } = repair;
+  const last = repair.events.at(-1);
+  if (last === undefined) throw new Error(`no events to record for job ${jobId}`);
+  const outcome = end.outcome;
+  const events = repair.events.map((e) => sql`(${jobId}, ${e.seq}, ${e.event}, ${e.json}, ${e.at})`);
+  // The sibling CTEs see the rows as they were: `unsaid` removes an answer an ambiguous write stored, `said` adds it once.
+  const said =
+    end.answer === undefined
+      ? sql``
+      : sql`said as (insert into messages (conversation_id, role, content, job_id, created_at)
+          values (${end.answer.conversationId}, 'assistant', ${end.answer.content}, ${jobId}, ${last.at})),`;
+  await sql`
+    with gone as (delete from job_events where job_id = ${jobId} and seq > ${last.seq}),
+    unsaid as (delete from messages where job_id = ${jobId} and role = 'assistant'),
+    ${said}
+    sent as (
+      insert into job_events (job_id, seq, event, data, at) values ${sql.join(events)}
+      on conflict (job_id, seq) do update set event = excluded.event, data = excluded.data, at = excluded.at)
+    update jobs set status = ${outcome.status}, reason = ${outcome.reason ?? null}, branch = ${outcome.branch ?? null},
+      models_used = ${JSON.stringify(outcome.modelsUsed ?? [])}, first_byte_ms = ${roundMs(outcome.firstByteMs)},
+      total_ms = ${roundMs(outcome.totalMs)}, finished_at = ${last.at}, trace = coalesce(${traceJson(end.trace)}::jsonb, trace)
     where id = ${jobId}`.execute(db);
 }
 
