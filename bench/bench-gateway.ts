@@ -8,9 +8,9 @@ import { spawnGateway, type SpawnedGateway } from './gateway-start.js';
  * The real gateway in its own process as `npm start` runs it (`spawnGateway`; the bench builds `dist/`
  * first), on a fresh folder with one backend over the fake holding `concurrency` requests at once, both
  * roles and the mode `daily` on it, and limits raised as in `benchConfig` so that one owner (anonymous)
- * may keep thousands of jobs waiting or running from a few connections.
+ * may keep thousands of jobs waiting or running from a few connections. `nodeArgs`: as `spawnGateway`'s.
  */
-export async function startBenchGateway(baseUrl: string, databaseUrl: string | null, concurrency: number): Promise<SpawnedGateway & { wsUrl: string }> {
+export async function startBenchGateway(baseUrl: string, databaseUrl: string | null, concurrency: number, nodeArgs: string[] = []): Promise<SpawnedGateway & { wsUrl: string }> {
   const folder = mkdtempSync(join(tmpdir(), 'sb-bench-gateway-'));
   const configPath = join(folder, 'switchboard.json');
   writeFileSync(
@@ -25,7 +25,7 @@ export async function startBenchGateway(baseUrl: string, databaseUrl: string | n
       persona: { name: 'Eid', locale: 'en' },
     }),
   );
-  const gateway = await spawnGateway(configPath).catch((error: unknown) => {
+  const gateway = await spawnGateway(configPath, {}, nodeArgs).catch((error: unknown) => {
     rmSync(folder, { recursive: true, force: true });
     throw error;
   });

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readMetric, startBenchGateway } from './bench-gateway.js';
 import { ChatSocket, type SentChat } from './chat-socket.js';
 import { startGatedFake } from './gated-fake.js';
+import { collectGarbage, inspectorNodeArgs } from './inspector-gc.js';
 
 /** The gateway process at one moment, MiB: its resident set, and its main thread's V8 heap in use. */
 export interface MemoryReading {
@@ -10,12 +11,22 @@ export interface MemoryReading {
   heapUsedMiB: number;
 }
 
+/** One moment read twice: as it is (what `ps` shows), then after a GC forced through the inspector. */
+export interface MemoryMoment {
+  asIs: MemoryReading;
+  afterGc: MemoryReading;
+}
+
 /** The gateway's memory idle, with jobs held in flight, and after more jobs have passed. */
 export interface GatewayMemory {
-  idle: MemoryReading;
-  inFlight: MemoryReading;
+  idle: MemoryMoment;
+  inFlight: MemoryMoment;
   /** After the held jobs ended and `after` more ran through, and a settle period. */
-  after: MemoryReading;
+  after: MemoryMoment;
+  /** RSS after − idle, both after a forced GC: what "back to idle" is judged on, MiB. */
+  backMiB: number;
+  /** RSS after − idle as read before the GC (garbage not yet collected included), MiB. */
+  backAsIsMiB: number;
   inFlightJobs: number;
   afterJobs: number;
   settleSeconds: number;
@@ -34,17 +45,26 @@ async function reading(pid: number, url: string): Promise<MemoryReading> {
  * Memory of the gateway in its own process (as `npm start` runs it; `dist/` built first): idle, with
  * `inFlightJobs` auto jobs held in flight (the fake holds every classifier call; the backend runs 64 at
  * once, the rest wait in its mailbox), then after releasing them and running `afterJobs` more through,
- * 100 at a time. Each reading follows `settleSeconds` of quiet, with no forced GC: what `ps` would show.
+ * 100 at a time. Each moment follows `settleSeconds` of quiet and is read as it is (what `ps` would show),
+ * then again after a full GC forced through the inspector (the child runs with `--inspect` on 127.0.0.1
+ * for this; the gateway itself never forces one), so that garbage V8 has not collected yet is told apart
+ * from memory that stays.
  */
 export async function benchGatewayMemory(databaseUrl: string | null, inFlightJobs = 1_000, afterJobs = 2_000, settleSeconds = 10): Promise<GatewayMemory> {
   const fake = await startGatedFake();
-  const gateway = await startBenchGateway(fake.baseUrl, databaseUrl, 64);
+  const inspector = await inspectorNodeArgs();
+  const gateway = await startBenchGateway(fake.baseUrl, databaseUrl, 64, inspector.nodeArgs);
   const sockets = await Promise.all(Array.from({ length: 10 }, () => ChatSocket.connect(gateway.wsUrl)));
   const ended: Record<string, number> = {};
   const count = async (chats: SentChat[]) => {
     for (const event of await Promise.all(chats.map((chat) => chat.ended))) ended[event] = (ended[event] ?? 0) + 1;
   };
-  const settled = async () => (await sleep(settleSeconds * 1000), await reading(gateway.pid, gateway.url));
+  const settled = async (): Promise<MemoryMoment> => {
+    await sleep(settleSeconds * 1000);
+    const asIs = await reading(gateway.pid, gateway.url);
+    await collectGarbage(inspector.port);
+    return { asIs, afterGc: await reading(gateway.pid, gateway.url) };
+  };
   try {
     const idle = await settled();
     fake.close();
@@ -61,7 +81,9 @@ export async function benchGatewayMemory(databaseUrl: string | null, inFlightJob
       }),
     );
     const after = await settled();
-    return { idle, inFlight, after, inFlightJobs: held.length, afterJobs, settleSeconds, ended };
+    const backMiB = after.afterGc.rssMiB - idle.afterGc.rssMiB;
+    const backAsIsMiB = after.asIs.rssMiB - idle.asIs.rssMiB;
+    return { idle, inFlight, after, backMiB, backAsIsMiB, inFlightJobs: held.length, afterJobs, settleSeconds, ended };
   } finally {
     for (const socket of sockets) socket.close();
     await gateway.stop();

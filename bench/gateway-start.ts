@@ -25,11 +25,12 @@ export interface SpawnedGateway {
 
 /**
  * Starts the gateway as `npm start` does (package.json's `start`: node on the bundle in `dist/`, which the
- * bench builds first) on the config at `configPath`, and resolves once `/healthz` answers 200.
+ * bench builds first) on the config at `configPath`, and resolves once `/healthz` answers 200. `nodeArgs`
+ * go to node before `npm start`'s own (a bench's `--inspect`, say).
  */
-export async function spawnGateway(configPath: string, env: Record<string, string> = {}): Promise<SpawnedGateway> {
+export async function spawnGateway(configPath: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<SpawnedGateway> {
   const startedAt = performance.now();
-  const child = spawn(process.execPath, [...npmStartNodeArgs(), '-c', configPath], {
+  const child = spawn(process.execPath, [...nodeArgs, ...npmStartNodeArgs(), '-c', configPath], {
     env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

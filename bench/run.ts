@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startChildFake } from './child-fake.js';
 import { startGatewayOnce, type GatewayStart } from './gateway-start.js';
 import { benchJobMemory } from './job-memory.js';
-import { benchGatewayMemory } from './gateway-memory.js';
+import { benchGatewayMemory, type MemoryMoment } from './gateway-memory.js';
 import { benchJobs } from './jobs.js';
 import { benchMailboxDispatchHttp, benchMailboxDispatchInProcess } from './mailbox-dispatch.js';
 import { benchMailboxQueue } from './mailbox-queue.js';
@@ -133,16 +133,18 @@ for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDataba
   // The gateway as npm start runs it (dist/ is built above), memory while jobs come and go.
   const settle = 10;
   const mib = (n: number) => fmt(n, 0);
-  report.say(`\nthe gateway's memory with jobs (as npm start runs it, one backend of 64 slots, auto jobs over WebSocket; each reading after ${settle} s of quiet, no GC forced)`);
+  report.say(`\nthe gateway's memory with jobs (as npm start runs it, one backend of 64 slots, auto jobs over WebSocket; each moment read after ${settle} s of quiet as it is, then after a full GC forced through the inspector)`);
   for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDatabaseUrl ?? null]] as const) {
     if (store === 'PostgreSQL' && databaseUrl === null) {
       report.say('  PostgreSQL: not measured (set BENCH_DATABASE_URL)');
       continue;
     }
     const r = await benchGatewayMemory(databaseUrl, 1_000, 2_000, settle);
-    const back = r.after.rssMiB - r.idle.rssMiB;
-    report.say(`  ${store}: RSS idle ${mib(r.idle.rssMiB)} MiB, ${r.inFlightJobs} jobs in flight ${mib(r.inFlight.rssMiB)} MiB, after ${r.afterJobs} more jobs ${mib(r.after.rssMiB)} MiB = idle ${back >= 0 ? '+' : ''}${mib(back)} MiB — back to idle within 25 MiB: ${back <= 25 ? 'yes' : 'no'}`);
-    report.say(`    its V8 heap in use at the same moments ${mib(r.idle.heapUsedMiB)} → ${mib(r.inFlight.heapUsedMiB)} → ${mib(r.after.heapUsedMiB)} MiB (garbage not yet collected included); jobs ended: ${Object.entries(r.ended).map(([event, n]) => `${event} ${n}`).join(', ')}`);
+    const signed = (n: number) => `${n >= 0 ? '+' : ''}${mib(n)}`;
+    const moments = (read: (m: MemoryMoment) => number) => [r.idle, r.inFlight, r.after].map((m) => mib(read(m))).join(' → ');
+    report.say(`  ${store}, after the GC: RSS idle ${mib(r.idle.afterGc.rssMiB)} MiB, ${r.inFlightJobs} jobs in flight ${mib(r.inFlight.afterGc.rssMiB)} MiB, after ${r.afterJobs} more jobs ${mib(r.after.afterGc.rssMiB)} MiB = idle ${signed(r.backMiB)} MiB — back to idle within 25 MiB: ${r.backMiB <= 25 ? 'yes' : 'no'}`);
+    report.say(`    as it is before the GC (what ps shows, garbage not yet collected included): RSS ${moments((m) => m.asIs.rssMiB)} MiB = idle ${signed(r.backAsIsMiB)} MiB`);
+    report.say(`    V8 heap in use after the GC ${moments((m) => m.afterGc.heapUsedMiB)} MiB, before it ${moments((m) => m.asIs.heapUsedMiB)} MiB; jobs ended: ${Object.entries(r.ended).map(([event, n]) => `${event} ${n}`).join(', ')}`);
   }
   report.say('    target: idle ≤ 300 MiB on PGlite; back within 25 MiB of idle — idle RSS itself differs by ±25 MiB from one start to the next, so less cannot be told from noise\n');
 }
