@@ -44,7 +44,7 @@ export function soakLines(result: SoakResult): string[] {
   const { load, rows } = result;
   const n = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : '–');
   const cells = (values: string[]) => values.map((value, i) => (i === 0 ? value.padStart(6) : value.padStart(widths[i]!))).join(' ');
-  const header = ['t s', 'done', 'failed', 'cl.err', 'RSS MiB', 'heap MiB', 'ext MiB', 'ELD p50', 'p99', 'max ms', 'WS p50', 'p99 ms', 'API p50', 'p99 ms', 'CPU %'];
+  const header = ['t s', 'done', 'failed', 'in fl.', 'cl.err', 'RSS MiB', 'heap MiB', 'ext MiB', 'ELD p50', 'p99', 'max ms', 'WS p50', 'p99 ms', 'API p50', 'p99 ms', 'CPU %'];
   const widths = header.map((h) => Math.max(h.length, 6));
   const totalDone = rows.reduce((sum, row) => sum + row.jobsDone, 0);
   return [
@@ -59,6 +59,7 @@ export function soakLines(result: SoakResult): string[] {
         n(row.at, 0),
         String(row.jobsDone),
         String(row.jobsFailed),
+        String(row.jobsInFlight),
         String(row.clientErrors),
         n(row.rssMiB),
         n(row.heapUsedMiB),
@@ -74,6 +75,19 @@ export function soakLines(result: SoakResult): string[] {
       ]),
     ),
     '',
+    failures(rows),
     ...soakVerdict(rows),
   ];
+}
+
+/** What failed over the whole run, in the gateway (jobs by status and reason) and at the clients, from when. */
+function failures(rows: SoakRow[]): string {
+  const sum = (pick: (row: SoakRow) => Record<string, number>) => {
+    const total: Record<string, number> = {};
+    for (const row of rows) for (const [kind, count] of Object.entries(pick(row))) total[kind] = (total[kind] ?? 0) + count;
+    return Object.entries(total).map(([kind, count]) => `${kind}: ${count}`).join(', ') || 'none';
+  };
+  const first = rows.find((row) => row.jobsFailed + row.clientErrors > 0);
+  if (first === undefined) return 'failures: none';
+  return `failures, first in the interval ending at ${first.at} s — jobs: ${sum((row) => row.failedReasons)}; clients: ${sum((row) => row.clientErrorKinds)}`;
 }

@@ -18,9 +18,12 @@ export interface GatewaySample {
   eld: { p50: number; p99: number; max: number };
   /** CPU time (user + system) over the interval, as a percentage of one core. */
   cpuPercent: number;
-  /** Jobs that ended over the interval: `done`, and anything else (`error`, `cancelled`). */
+  /** Jobs that ended over the interval: `done`, and anything else (`error`, `cancelled`) by reason. */
   jobsDone: number;
   jobsFailed: number;
+  failedReasons: Record<string, number>;
+  /** Jobs running or waiting at the end of the interval. */
+  jobsInFlight: number;
 }
 
 /**
@@ -29,7 +32,7 @@ export interface GatewaySample {
  * the gateway for this; the first call's interval is the time since the gateway started.
  */
 export class SoakSampler {
-  private last = { at: 0, cpuSeconds: 0, done: 0, ended: 0 };
+  private last = { at: 0, cpuSeconds: 0, done: 0, ended: 0, failed: {} as Record<string, number> };
 
   constructor(
     private readonly url: string,
@@ -45,9 +48,14 @@ export class SoakSampler {
     const value = (name: string) => sampleValue(families, name);
     const eldMs = (name: string) => Math.max(0, value(name) * 1000 - PROM_CLIENT_SAMPLING_MS);
     const cpuSeconds = value('process_cpu_seconds_total');
-    const { done, ended } = jobsEnded(families);
+    const { done, ended, failed } = jobsEnded(families);
     const previous = this.last;
-    this.last = { at, cpuSeconds, done, ended };
+    this.last = { at, cpuSeconds, done, ended, failed };
+    const failedReasons = Object.fromEntries(
+      Object.entries(failed)
+        .map(([reason, count]) => [reason, count - (previous.failed[reason] ?? 0)] as const)
+        .filter(([, count]) => count > 0),
+    );
     return {
       rssMiB: value('process_resident_memory_bytes') / 2 ** 20,
       heapUsedMiB: value('nodejs_heap_size_used_bytes') / 2 ** 20,
@@ -56,13 +64,24 @@ export class SoakSampler {
       cpuPercent: previous.at === 0 ? NaN : ((cpuSeconds - previous.cpuSeconds) / ((at - previous.at) / 1000)) * 100,
       jobsDone: done - previous.done,
       jobsFailed: ended - done - (previous.ended - previous.done),
+      failedReasons,
+      jobsInFlight: families.get('switchboard_jobs_in_flight')?.samples.reduce((sum, sample) => sum + sample.value, 0) ?? NaN,
     };
   }
 }
 
-/** All jobs ended so far, and those among them that ended `done`, summed over branches and reasons. */
-function jobsEnded(families: Map<string, MetricFamily>): { done: number; ended: number } {
-  const samples = families.get('switchboard_jobs_total')?.samples ?? [];
-  const sum = (keep: (status: string | undefined) => boolean) => samples.filter((s) => keep(s.labels.status)).reduce((total, s) => total + s.value, 0);
-  return { done: sum((status) => status === 'done'), ended: sum(() => true) };
+/** All jobs ended so far, those that ended `done`, and the others by status and reason. */
+function jobsEnded(families: Map<string, MetricFamily>): { done: number; ended: number; failed: Record<string, number> } {
+  let done = 0;
+  let ended = 0;
+  const failed: Record<string, number> = {};
+  for (const { labels, value } of families.get('switchboard_jobs_total')?.samples ?? []) {
+    ended += value;
+    if (labels.status === 'done') done += value;
+    else {
+      const key = `${labels.status} ${labels.reason}`;
+      failed[key] = (failed[key] ?? 0) + value;
+    }
+  }
+  return { done, ended, failed };
 }

@@ -35,6 +35,8 @@ export interface SoakRow extends GatewaySample {
   /** Seconds since the load started, at the end of the interval. */
   at: number;
   clientErrors: number;
+  /** What the clients' errors were: an HTTP status, a WebSocket `error` frame's code or a job's end. */
+  clientErrorKinds: Record<string, number>;
   ws: { median: number; p99: number };
   api: { median: number; p99: number };
 }
@@ -67,28 +69,25 @@ export function soakInterval(seconds: number): number {
 class ClientTally {
   private ws: number[] = [];
   private api: number[] = [];
-  private errors = 0;
+  private errors: Record<string, number> = {};
   newConversations = 0;
 
-  chat(ms: number, ok: boolean): void {
-    if (ok) this.ws.push(ms);
-    else this.errors++;
+  /** A chat or a call ended: its latency when it went well, else what went wrong. */
+  ended(kind: 'ws' | 'api', ms: number, error: string | null): void {
+    if (error === null) this[kind].push(ms);
+    else this.errors[error] = (this.errors[error] ?? 0) + 1;
   }
 
-  call(ms: number, ok: boolean): void {
-    if (ok) this.api.push(ms);
-    else this.errors++;
-  }
-
-  take(): Pick<SoakRow, 'clientErrors' | 'ws' | 'api'> {
+  take(): Pick<SoakRow, 'clientErrors' | 'clientErrorKinds' | 'ws' | 'api'> {
     const spread = (values: number[]) => {
       const { median, p99 } = stats(values);
       return { median, p99 };
     };
-    const taken = { clientErrors: this.errors, ws: spread(this.ws), api: spread(this.api) };
+    const errors = this.errors;
+    const taken = { clientErrors: Object.values(errors).reduce((a, b) => a + b, 0), clientErrorKinds: errors, ws: spread(this.ws), api: spread(this.api) };
     this.ws = [];
     this.api = [];
-    this.errors = 0;
+    this.errors = {};
     return taken;
   }
 }
@@ -103,21 +102,23 @@ class ClientTally {
 async function chatter(wsUrl: string, token: string, load: SoakLoad, until: number, tally: ClientTally): Promise<void> {
   const socket = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${token}` } });
   await once(socket, 'open');
-  let ended: ((ok: boolean) => void) | null = null;
+  let ended: ((error: string | null) => void) | null = null;
   let jobId: string | null = null;
   let conversationId: string | undefined;
   let closed = false;
   socket.on('close', () => {
     closed = true;
-    ended?.(false);
+    ended?.('ws closed');
   });
   socket.on('message', (raw) => {
-    const frame = JSON.parse(String(raw)) as { type: string; jobId?: string; conversationId?: string; event?: string };
+    const frame = JSON.parse(String(raw)) as { type: string; jobId?: string; conversationId?: string; event?: string; code?: string; data?: { reason?: string } };
     if (frame.type === 'accepted') {
       jobId = frame.jobId ?? null;
       conversationId = frame.conversationId;
-    } else if (frame.type === 'error') ended?.(false);
-    else if (frame.type === 'event' && frame.jobId === jobId && ['done', 'error', 'cancelled'].includes(frame.event ?? '')) ended?.(frame.event === 'done');
+    } else if (frame.type === 'error') ended?.(`ws ${frame.code}`);
+    else if (frame.type === 'event' && frame.jobId === jobId && ['done', 'error', 'cancelled'].includes(frame.event ?? '')) {
+      ended?.(frame.event === 'done' ? null : `ws ${frame.event} ${frame.data?.reason ?? ''}`.trim());
+    }
   });
   // Clients start spread over one pace, not all in the same millisecond.
   let due = performance.now() + Math.random() * load.chatEveryMs;
@@ -128,12 +129,12 @@ async function chatter(wsUrl: string, token: string, load: SoakLoad, until: numb
       tally.newConversations++;
     }
     const sentAt = performance.now();
-    const ok = await new Promise<boolean>((resolve) => {
+    const error = await new Promise<string | null>((resolve) => {
       ended = resolve;
       jobId = null;
       socket.send(JSON.stringify({ type: 'chat', text: 'hello', ...(conversationId && { conversationId }) }));
     });
-    tally.chat(performance.now() - sentAt, ok);
+    tally.ended('ws', performance.now() - sentAt, error);
     due = Math.max(due + load.chatEveryMs, performance.now());
   }
   socket.close();
@@ -158,9 +159,10 @@ async function caller(url: string, token: string, load: SoakLoad, until: number,
     const call = request(url, { method: 'POST', dispatcher, headers, body: stream ? streamed : followUp })
       .then(async (response) => {
         const text = await response.body.text();
-        tally.call(performance.now() - due, response.statusCode === 200 && (stream ? text.includes('[DONE]') : text.includes('"choices"')));
+        const complete = stream ? text.includes('[DONE]') : text.includes('"choices"');
+        tally.ended('api', performance.now() - due, response.statusCode !== 200 ? `api ${response.statusCode}` : complete ? null : 'api incomplete');
       })
-      .catch(() => tally.call(0, false))
+      .catch((error: unknown) => tally.ended('api', 0, `api ${(error as { code?: string }).code ?? 'client error'}`))
       .finally(() => inFlight.delete(call));
     inFlight.add(call);
   }
@@ -174,7 +176,14 @@ async function caller(url: string, token: string, load: SoakLoad, until: number,
  * `intervalSeconds` a row of the gateway's memory, event-loop delay, CPU and jobs (from its `/metrics`)
  * and the clients' latencies. The bundle in `dist/` must be current (`npm run build`).
  */
-export async function runSoak(options: { seconds: number; intervalSeconds?: number; databaseUrl?: string | null; load?: SoakLoad }): Promise<SoakResult> {
+export async function runSoak(options: {
+  seconds: number;
+  intervalSeconds?: number;
+  databaseUrl?: string | null;
+  load?: SoakLoad;
+  /** Sees each row as it is taken (progress on a long run). */
+  onRow?: (row: SoakRow) => void;
+}): Promise<SoakResult> {
   const { seconds, load = SOAK_LOAD } = options;
   const intervalSeconds = options.intervalSeconds ?? soakInterval(seconds);
   const fake = await startChildFake({ BENCH_CHUNKS: '50', BENCH_CHUNK_DELAY_MS: '2' });
@@ -208,7 +217,9 @@ export async function runSoak(options: { seconds: number; intervalSeconds?: numb
     const rows: SoakRow[] = [];
     for (let at = intervalSeconds; at <= seconds + 1e-9; at += intervalSeconds) {
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, started + at * 1000 - performance.now())));
-      rows.push({ at, ...(await sampler.sample()), ...tally.take() });
+      const row: SoakRow = { at, ...(await sampler.sample()), ...tally.take() };
+      rows.push(row);
+      options.onRow?.(row);
     }
     await Promise.all(clients);
     return { load, seconds, intervalSeconds, rows, newConversations: tally.newConversations };
@@ -234,7 +245,9 @@ export async function soakCommand(args: string[], machine: string): Promise<numb
   const databaseUrl = process.env.BENCH_DATABASE_URL ?? null;
   const report = new BenchmarksFile();
   report.say(`machine: ${machine}; store: ${databaseUrl === null ? 'PGlite (a fresh folder)' : 'PostgreSQL (BENCH_DATABASE_URL)'}\n`);
-  for (const line of soakLines(await runSoak({ seconds, databaseUrl }))) report.say(line);
+  const progress = (row: SoakRow) =>
+    process.stderr.write(`soak ${row.at}/${seconds} s: ${row.jobsDone} jobs done, ${row.jobsFailed} failed, ${row.clientErrors} client errors, RSS ${row.rssMiB.toFixed(0)} MiB\n`);
+  for (const line of soakLines(await runSoak({ seconds, databaseUrl, onRow: progress }))) report.say(line);
   report.write(new URL('../BENCHMARKS-SOAK.md', import.meta.url).pathname, machine, new Date(), {
     title: 'Soak',
     command: `npm run bench -- --soak ${text}`,
