@@ -153,6 +153,20 @@ forEachDatabase((getDatabase) => {
     expect(await store.recentMessages(conversation, 2)).toEqual([]);
   });
 
+  it('keeps the history of at most cacheConversations conversations, the least recently used dropped first', async () => {
+    const { db } = getDatabase();
+    const store = createStore(db, { cacheConversations: 2 });
+    const [a, b, c] = [await accept(store, { text: 'a' }), await accept(store, { text: 'b' }), await accept(store, { text: 'c' })];
+    // Rows removed behind the store's back show which conversations are still served from memory.
+    for (const { conversationId } of [a, b, c]) await db.deleteFrom('messages').where('conversation_id', '=', conversationId).execute();
+    expect((await store.recentMessages(c.conversationId, 5)).map((m) => m.content)).toEqual(['c']);
+    expect((await store.recentMessages(b.conversationId, 5)).map((m) => m.content)).toEqual(['b']);
+    expect(await store.recentMessages(a.conversationId, 5)).toEqual([]); // dropped when c came in
+    // Reading a (now cached, empty) pushed out c, the least recently used; b was read after c.
+    expect((await store.recentMessages(b.conversationId, 5)).map((m) => m.content)).toEqual(['b']);
+    expect(await store.recentMessages(c.conversationId, 5)).toEqual([]);
+  });
+
   it('records how a job ended with its terminal event, once', async () => {
     const { db } = getDatabase();
     const store = createStore(db);

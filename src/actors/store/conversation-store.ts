@@ -46,6 +46,11 @@ export interface ConversationStoreOptions {
   cacheTtlMs?: number;
   /** Messages kept per cached conversation (default 80: 40 turns); longer reads go to the database. */
   cacheSize?: number;
+  /**
+   * Conversations whose history is kept in memory (default 1 000, least recently used dropped): a steady
+   * stream of new conversations would otherwise grow the cache for a whole TTL.
+   */
+  cacheConversations?: number;
   /** Conversation owners kept in memory (default 10 000, least recently used dropped). */
   ownerCacheSize?: number;
 }
@@ -64,6 +69,7 @@ export function createConversationStore(
   const now = options.now ?? (() => new Date());
   const ttlMs = options.cacheTtlMs ?? 60 * 60 * 1000;
   const cacheSize = options.cacheSize ?? 80;
+  const cacheConversations = options.cacheConversations ?? 1_000;
   const ownerCacheSize = options.ownerCacheSize ?? 10_000;
   const cache = new Map<string, CacheEntry>();
   const owners = new Map<string, string>();
@@ -75,8 +81,10 @@ export function createConversationStore(
   function sweep(at: number): void {
     if (at - lastSweep < Math.min(ttlMs, 60_000)) return;
     lastSweep = at;
+    // Oldest use first: the sweep stops at the first conversation still in use.
     for (const [id, entry] of cache) {
-      if (at - entry.lastUsed >= ttlMs) cache.delete(id);
+      if (at - entry.lastUsed < ttlMs) break;
+      cache.delete(id);
     }
   }
 
@@ -84,12 +92,17 @@ export function createConversationStore(
     sweep(at);
     const entry = cache.get(conversationId);
     if (entry === undefined) return undefined;
-    if (at - entry.lastUsed >= ttlMs) {
-      cache.delete(conversationId);
-      return undefined;
-    }
+    cache.delete(conversationId);
+    if (at - entry.lastUsed >= ttlMs) return undefined;
     entry.lastUsed = at;
+    cache.set(conversationId, entry); // the Map's order is the order of use: the first is the least recent
     return entry;
+  }
+
+  function keep(conversationId: string, entry: CacheEntry): void {
+    cache.delete(conversationId);
+    cache.set(conversationId, entry);
+    if (cache.size > cacheConversations) cache.delete(cache.keys().next().value as string);
   }
 
   function keepOwner(conversationId: string, owner: string): void {
@@ -117,7 +130,7 @@ export function createConversationStore(
       if (loading !== undefined) loading.stale = true;
       const at = now().getTime();
       if (created && loading === undefined && !cache.has(conversationId)) {
-        cache.set(conversationId, { messages: [message], lastUsed: at });
+        keep(conversationId, { messages: [message], lastUsed: at });
         return;
       }
       const entry = cached(conversationId, at);
@@ -127,7 +140,7 @@ export function createConversationStore(
     },
 
     knownEmpty(conversationId) {
-      if (!cache.has(conversationId) && !loads.has(conversationId)) cache.set(conversationId, { messages: [], lastUsed: now().getTime() });
+      if (!cache.has(conversationId) && !loads.has(conversationId)) keep(conversationId, { messages: [], lastUsed: now().getTime() });
     },
 
     knownOwner: keepOwner,
@@ -154,7 +167,7 @@ export function createConversationStore(
         loads.set(conversationId, started);
         started.promise
           .then((messages) => {
-            if (!started.stale) cache.set(conversationId, { messages, lastUsed: now().getTime() });
+            if (!started.stale) keep(conversationId, { messages, lastUsed: now().getTime() });
           })
           .catch(() => undefined) // the reader awaiting the promise gets the error
           .finally(() => loads.delete(conversationId));

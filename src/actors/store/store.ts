@@ -80,6 +80,8 @@ export interface StoreOptions {
   cacheTtlMs?: number;
   /** Messages cached per conversation (default 80). */
   cacheSize?: number;
+  /** Conversations whose history is cached (default 1 000, least recently used dropped). */
+  cacheConversations?: number;
   /** Writes per statement (default 200). */
   maxBatch?: number;
   /** How far back a repeated `clientMsgId` finds its job (default 24 h, DESIGN §4). */
@@ -100,6 +102,7 @@ export function createStore(db: Kysely<DatabaseSchema>, options: StoreOptions = 
     now,
     ...(options.cacheTtlMs !== undefined && { cacheTtlMs: options.cacheTtlMs }),
     ...(options.cacheSize !== undefined && { cacheSize: options.cacheSize }),
+    ...(options.cacheConversations !== undefined && { cacheConversations: options.cacheConversations }),
   });
   const jobs = createJobStore(db);
   const drafts = createDraftStore(db, { now });
