@@ -34,6 +34,9 @@ export interface GatewayMemory {
   ended: Record<string, number>;
 }
 
+/** Jobs run before the idle reading. */
+const WARM_UP = 100;
+
 /** VmRSS of a process and its main heap in use (the gateway's `nodejs_heap_size_used_bytes`), MiB. */
 async function reading(pid: number, url: string): Promise<MemoryReading> {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
@@ -42,7 +45,8 @@ async function reading(pid: number, url: string): Promise<MemoryReading> {
 }
 
 /**
- * Memory of the gateway in its own process (as `npm start` runs it; `dist/` built first): idle, with
+ * Memory of the gateway in its own process (as `npm start` runs it; `dist/` built first): idle after a
+ * warm-up of {@link WARM_UP} jobs, with
  * `inFlightJobs` auto jobs held in flight (the fake holds every classifier call; the backend runs 64 at
  * once, the rest wait in its mailbox), then after releasing them and running `afterJobs` more through,
  * 100 at a time. Each moment follows `settleSeconds` of quiet and is read as it is (what `ps` would show),
@@ -66,6 +70,10 @@ export async function benchGatewayMemory(databaseUrl: string | null, inFlightJob
     return { asIs, afterGc: await reading(gateway.pid, gateway.url) };
   };
   try {
+    // A warm-up first, as the reliability suite's load test does: what is built once — code the JIT
+    // compiles, the embedded database's buffers and WebAssembly heap growing to their working size,
+    // pooled connections — belongs to the idle reading, not to what 2000 jobs leave behind.
+    await Promise.all(sockets.map(async (socket, s) => count(await socket.chats(Array.from({ length: WARM_UP / sockets.length }, (_, i) => `warm ${s}-${i}`)))));
     const idle = await settled();
     fake.close();
     const perSocket = Math.ceil(inFlightJobs / sockets.length);

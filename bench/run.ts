@@ -133,7 +133,7 @@ for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDataba
   // The gateway as npm start runs it (dist/ is built above), memory while jobs come and go.
   const settle = 10;
   const mib = (n: number) => fmt(n, 0);
-  report.say(`\nthe gateway's memory with jobs (as npm start runs it, one backend of 64 slots, auto jobs over WebSocket; each moment read after ${settle} s of quiet as it is, then after a full GC forced through the inspector)`);
+  report.say(`\nthe gateway's memory with jobs (as npm start runs it, one backend of 64 slots, auto jobs over WebSocket; idle after a warm-up of 100 jobs; each moment read after ${settle} s of quiet as it is, then after a full GC forced through the inspector)`);
   for (const [store, databaseUrl] of [['PGlite', null], ['PostgreSQL', benchDatabaseUrl ?? null]] as const) {
     if (store === 'PostgreSQL' && databaseUrl === null) {
       report.say('  PostgreSQL: not measured (set BENCH_DATABASE_URL)');
