@@ -10,23 +10,16 @@
  */
 import pg from 'pg';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { POSTGRES_BINARIES_MISSING, postgresClusterAvailability, startPostgresCluster, type PostgresCluster } from './helpers/postgres-cluster.js';
+import { startPostgresCluster, type PostgresCluster } from './helpers/postgres-cluster.js';
+import { describeOnOwnCluster } from './helpers/describe-on-own-cluster.js';
 import { scriptModels } from './helpers/scripted-models.js';
 
-const availability = postgresClusterAvailability();
 const PIECES = Array.from({ length: 30 }, (_, i) => `p${i} `);
 
-describe.skipIf(availability === 'skip')('an OpenAI API job answered while PostgreSQL is stopped is journaled once it is back', () => {
-  if (availability === 'fail') {
-    it('has PostgreSQL server binaries to run a cluster of its own', () => {
-      throw new Error(`CI=true: ${POSTGRES_BINARIES_MISSING}`);
-    });
-    return;
-  }
-
+describeOnOwnCluster('an OpenAI API job answered while PostgreSQL is stopped is journaled once it is back', () => {
   let cluster: PostgresCluster | undefined;
   let small: FakeBackend;
   let large: FakeBackend;

@@ -17,12 +17,8 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startFakeBackend, type FakeBackend } from './fakes/fake-openai-backend.js';
 import { startTestGateway, TestClient, type EventFrame, type Frame, type TestGateway } from './helpers/gateway.js';
-import {
-  POSTGRES_BINARIES_MISSING,
-  postgresClusterAvailability,
-  startPostgresCluster,
-  type PostgresCluster,
-} from './helpers/postgres-cluster.js';
+import { startPostgresCluster, type PostgresCluster } from './helpers/postgres-cluster.js';
+import { describeOnOwnCluster } from './helpers/describe-on-own-cluster.js';
 import { lastUserText, scriptModels } from './helpers/scripted-models.js';
 
 const STATEMENT_TIMEOUT_MS = 2_000;
@@ -61,8 +57,6 @@ const isTerminalFrame = (f: Frame, jobId: string) => f.type === 'event' && f['jo
 /** An event as the journal keeps it. */
 const journaled = (events: EventFrame[]) => events.map(({ seq, event, data }) => ({ seq, event, data }));
 
-const availability = postgresClusterAvailability();
-
 /** How a chat sent during a fault ended, by the time the fault was over. */
 interface ChatAttempt {
   label: string;
@@ -98,14 +92,7 @@ interface FaultReport {
   health: Array<{ status: number; body: unknown; elapsedMs: number; atMs: number }>;
 }
 
-describe.skipIf(availability === 'skip')('the store failing is an answer, not a hang (PostgreSQL paused 15 s, then stopped 10 s)', () => {
-  if (availability === 'fail') {
-    it('has PostgreSQL server binaries to run a cluster of its own', () => {
-      throw new Error(`CI=true: ${POSTGRES_BINARIES_MISSING}`);
-    });
-    return;
-  }
-
+describeOnOwnCluster('the store failing is an answer, not a hang (PostgreSQL paused 15 s, then stopped 10 s)', () => {
   let cluster: PostgresCluster | undefined;
   let small: FakeBackend;
   let large: FakeBackend;

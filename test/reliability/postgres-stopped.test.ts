@@ -27,10 +27,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import pg from 'pg';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { startFakeBackend, type FakeBackend } from '../fakes/fake-openai-backend.js';
 import { startTestGateway, TestClient, type EventFrame, type Frame, type TestGateway } from '../helpers/gateway.js';
-import { POSTGRES_BINARIES_MISSING, postgresClusterAvailability, startPostgresCluster, type PostgresCluster } from '../helpers/postgres-cluster.js';
+import { startPostgresCluster, type PostgresCluster } from '../helpers/postgres-cluster.js';
+import { describeOnOwnCluster } from '../helpers/describe-on-own-cluster.js';
 import { ReplayChecker, until } from '../helpers/replay-checker.js';
 import { scriptModels } from '../helpers/scripted-models.js';
 import { watchUnhandledRejections } from './helpers/fault-matrix.js';
@@ -316,18 +317,9 @@ interface LoadReport {
   outageMs: number;
 }
 
-const availability = postgresClusterAvailability();
-
-describe.skipIf(availability === 'skip')(
+describeOnOwnCluster(
   `PostgreSQL stopped for 10 s under load: ${WS_OWNERS * WS_CLIENTS_PER_OWNER} WebSocket clients of ${WS_OWNERS} owners and ${API_OWNERS * API_CLIENTS_PER_OWNER} OpenAI API clients chatting throughout`,
   () => {
-    if (availability === 'fail') {
-      it('has PostgreSQL server binaries to run a cluster of its own', () => {
-        throw new Error(`CI=true: ${POSTGRES_BINARIES_MISSING}`);
-      });
-      return;
-    }
-
     let cluster: PostgresCluster | undefined;
     let small: FakeBackend;
     let large: FakeBackend;
