@@ -8,9 +8,16 @@ import { spawnGateway, type SpawnedGateway } from './gateway-start.js';
  * The real gateway in its own process as `npm start` runs it (`spawnGateway`; the bench builds `dist/`
  * first), on a fresh folder with one backend over the fake holding `concurrency` requests at once, both
  * roles and the mode `daily` on it, and limits raised as in `benchConfig` so that one owner (anonymous)
- * may keep thousands of jobs waiting or running from a few connections. `nodeArgs`: as `spawnGateway`'s.
+ * may keep thousands of jobs waiting or running from a few connections; `limits` raises them further.
+ * `nodeArgs`: as `spawnGateway`'s.
  */
-export async function startBenchGateway(baseUrl: string, databaseUrl: string | null, concurrency: number, nodeArgs: string[] = []): Promise<SpawnedGateway & { wsUrl: string }> {
+export async function startBenchGateway(
+  baseUrl: string,
+  databaseUrl: string | null,
+  concurrency: number,
+  nodeArgs: string[] = [],
+  limits: Record<string, number> = {},
+): Promise<SpawnedGateway & { wsUrl: string }> {
   const folder = mkdtempSync(join(tmpdir(), 'sb-bench-gateway-'));
   const configPath = join(folder, 'switchboard.json');
   writeFileSync(
@@ -21,7 +28,7 @@ export async function startBenchGateway(baseUrl: string, databaseUrl: string | n
       backends: { fake: { baseUrl, model: 'bench', concurrency, healthIntervalMs: 3_600_000 } },
       roles: { classifier: 'fake', reasoner: 'fake' },
       modes: { daily: 'fake' },
-      limits: { maxActiveJobs: 1_000, connectionsPerOwner: 1_000, pendingJobsPerOwner: 10_000, framesPerSecond: 100_000 },
+      limits: { maxActiveJobs: 1_000, connectionsPerOwner: 1_000, pendingJobsPerOwner: 10_000, framesPerSecond: 100_000, ...limits },
       persona: { name: 'Eid', locale: 'en' },
     }),
   );

@@ -1,9 +1,6 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { startChildServer } from './child-fake.js';
-import { spawnGateway } from './gateway-start.js';
+import { startBenchGateway } from './bench-gateway.js';
 import { stats } from './harness.js';
 
 /** One open-loop run: latencies from each request's intended send time, and what failed. */
@@ -68,22 +65,9 @@ export async function openLoop(url: string, model: string, rate: number, seconds
  * medians) against direct; the floor's is what these libraries cost on this machine under that load.
  */
 export async function benchOpenAiLoad(baseUrl: string, rate: number, seconds: number, databaseUrl: string | null = null) {
-  const folder = mkdtempSync(join(tmpdir(), 'sb-bench-openai-load-'));
-  const configPath = join(folder, 'switchboard.json');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      server: { host: '127.0.0.1', port: 0 },
-      database: { url: databaseUrl, dataDir: join(folder, 'data') },
-      backends: { fake: { baseUrl, model: 'bench', concurrency: 64, healthIntervalMs: 3_600_000 } },
-      roles: { classifier: 'fake', reasoner: 'fake' },
-      modes: { daily: 'fake' },
-      limits: { maxActiveJobs: 1_000_000, connectionsPerOwner: 1_000_000, pendingJobsPerOwner: 1_000_000 },
-      persona: { name: 'Eid', locale: 'en' },
-    }),
-  );
   const relay = await startChildServer('./relay-server.ts', { RELAY_TARGET: baseUrl });
-  const gateway = await spawnGateway(configPath);
+  // Every request of the offer may wait in the gateway at once: it is measured past saturation.
+  const gateway = await startBenchGateway(baseUrl, databaseUrl, 64, [], { maxActiveJobs: 1_000_000, connectionsPerOwner: 1_000_000, pendingJobsPerOwner: 1_000_000 });
   try {
     const direct = await openLoop(`${baseUrl}/chat/completions`, 'bench', rate, seconds);
     const floor = await openLoop(`${relay.baseUrl}/v1/chat/completions`, 'bench', rate, seconds);
@@ -102,6 +86,5 @@ export async function benchOpenAiLoad(baseUrl: string, rate: number, seconds: nu
   } finally {
     relay.stop();
     await gateway.stop();
-    rmSync(folder, { recursive: true, force: true });
   }
 }
