@@ -112,6 +112,18 @@ const records = (gateway: ChildGateway): LogRecord[] =>
     }
   });
 
+/**
+ * Writes the gateway's ordered writer has committed (its `/metrics` journal lag count). They commit in
+ * the order they were queued, so a count past the writes queued before a job's accept proves the accept
+ * is durable: a job starts while its accept is being written, so its reasoner call alone proves nothing.
+ */
+async function committedWrites(gateway: ChildGateway): Promise<number> {
+  const text = await (await fetch(`${gateway.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('switchboard_journal_batch_lag_seconds_count'));
+  if (line === undefined) throw new Error('no switchboard_journal_batch_lag_seconds_count in /metrics');
+  return Number(line.split(' ').at(-1));
+}
+
 /** No log line of any gateway holds a message, an answer, a token or the NAS URL. */
 function expectPrivateLogs(texts: string[]): void {
   const all = gateways.flatMap((gateway) => gateway.logs).join('\n');
@@ -124,9 +136,13 @@ describe('kill -9, then start again on the same data folder', () => {
     const dir = freshDir();
     const first = await start(dir);
     const asked = large.chatRequests.length;
+    const writes = await committedWrites(first);
     await webhook(first, 'think forever about it', user);
-    // The job runs: the reasoner is streaming its answer.
+    // The job runs: the reasoner is streaming its answer…
     await vi.waitFor(() => expect(large.chatRequests.length).toBeGreaterThan(asked), WAIT);
+    // …and it was accepted: its accept (behind at most the delivery's own row) and its first events are
+    // committed. Killed before that, it never existed, and the apology would rightly give no reason.
+    await vi.waitFor(async () => expect(await committedWrites(first)).toBeGreaterThanOrEqual(writes + 4), WAIT);
     expect(await first.kill('SIGKILL')).toBe(null);
     expect(postsFor(user)).toHaveLength(0);
 
