@@ -148,7 +148,7 @@ describe('the embedded database thread dies under a running gateway', () => {
     const messages = gateway.logs.map((entry) => entry.msg);
     const fatalAt = gateway.logs.findIndex((entry) => entry.level === 60);
     expect(gateway.logs.slice(fatalAt)).toContainEqual(expect.objectContaining({ msg: 'shutting down', why: 'the embedded database stopped' }));
-    expect(messages.slice(messages.indexOf('shutting down'))).toContain('stopped');
+    expect(messages.slice(messages.indexOf('shutting down')), `log: ${JSON.stringify(messages)}; stderr: ${gateway.stderr()}`).toContain('stopped');
     await closed;
     client.close();
   }, 30_000);
