@@ -137,15 +137,17 @@ describe('npm start -- --inspect=0', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     try {
-      let page = '';
-      const url = await new Promise<string>((resolve, reject) => {
+      // The page is logged on the line after the start line: wait for both.
+      const { url, page } = await new Promise<{ url: string; page: string }>((resolve, reject) => {
+        let listening = '';
         createInterface({ input: child.stdout! }).on('line', (line) => {
           const entry = JSON.parse(line) as { msg?: string; url?: string; inspector?: string };
-          if (entry.inspector) page = entry.inspector;
-          if (entry.msg === 'switchboard listening' && entry.url) resolve(entry.url);
+          if (entry.msg === 'switchboard listening' && entry.url) listening = entry.url;
+          if (entry.inspector) resolve({ url: listening, page: entry.inspector });
         });
         child.once('exit', (code) => reject(new Error(`the gateway exited with ${code}`)));
       });
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(page).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
       const listener = await Receiver.connect(page.replace(/^http/, 'ws').replace(/\/$/, ''));
       const client = await TestClient.connect(`${url.replace(/^http/, 'ws')}/ws`);
