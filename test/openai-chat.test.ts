@@ -8,6 +8,10 @@ import { startFakeBackend, type FakeBackend, type RecordedRequest } from './fake
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { scriptModels } from './helpers/scripted-models.js';
 
+/** The server sees an abort this soon: far below every timeout that could close the connection too, and
+ * wide enough for a loaded 2-core machine (the fake shares this process's event loop). */
+const ABORT_SEEN_WITHIN_MS = 500;
+
 const TOKEN = 'openai-chat-test-token';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -156,7 +160,7 @@ describe('POST /v1/chat/completions (the official openai client)', () => {
     // Two more gateways on the embedded database: seconds each on a busy machine.
   }, 60_000);
 
-  it('a client that disconnects cancels the job: the backend sees its request closed within 100 ms', async () => {
+  it('a client that disconnects cancels the job: the backend sees its request closed at once', async () => {
     large.enqueue({ content: ['first', 'second'], fault: 'stall_mid_stream' });
     const controller = new AbortController();
     const stream = await client.chat.completions.create({ model: 'deep', messages: history, stream: true }, { signal: controller.signal });
@@ -168,7 +172,7 @@ describe('POST /v1/chat/completions (the official openai client)', () => {
     controller.abort();
     const [record] = (await aborted) as [RecordedRequest];
     expect(record.clientAborted).toBe(true);
-    expect(record.abortedAt! - at).toBeLessThanOrEqual(100);
+    expect(record.abortedAt! - at).toBeLessThanOrEqual(ABORT_SEEN_WITHIN_MS);
   });
 
   it('429 rate_limited while the owner already has limits.pendingJobsPerOwner jobs in flight; the next one after it ends works', async () => {
