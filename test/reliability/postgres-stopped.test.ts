@@ -34,6 +34,7 @@ import { startPostgresCluster, type PostgresCluster } from '../helpers/postgres-
 import { describeOnOwnCluster } from '../helpers/describe-on-own-cluster.js';
 import { ReplayChecker, until } from '../helpers/replay-checker.js';
 import { scriptModels } from '../helpers/scripted-models.js';
+import { backendDefaults } from '../helpers/tuned-gateway.js';
 import { watchUnhandledRejections } from './helpers/fault-matrix.js';
 
 const STATEMENT_TIMEOUT_MS = 2_000;
@@ -343,15 +344,12 @@ describeOnOwnCluster(
         reason: (text) => ({ content: reasonerPieces(text), chunkDelayMs: PIECE_DELAY_MS }),
       });
       const backend = (fake: FakeBackend) => ({
-        baseUrl: fake.baseUrl,
-        model: 'fake-model',
+        ...backendDefaults(fake),
         // Every client's job at once, classification beside streaming.
         concurrency: 64,
         timeoutMs: 10_000,
         streamDeadlineMs: 15_000,
         idleTimeoutMs: 5_000,
-        connectTimeoutMs: 1_000,
-        healthIntervalMs: 60_000,
       });
       gateway = await startTestGateway({
         classifier: small,
